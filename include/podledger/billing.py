@@ -1,0 +1,176 @@
+"""AWS CUR 2.0 (Data Exports) reading: node-hour prices, control-plane cost, cluster-tagged instances.
+
+Column names and line-item-type sets are the constants below (reference/data-sources.md §1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+
+import polars as pl
+
+from podledger.exceptions import BillingDataError
+from podledger.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+# --- CUR 2.0 column names ---
+USAGE_START = "line_item_usage_start_date"
+LINE_ITEM_TYPE = "line_item_line_item_type"
+PRODUCT_CODE = "line_item_product_code"
+USAGE_TYPE = "line_item_usage_type"
+OPERATION = "line_item_operation"
+RESOURCE_ID = "line_item_resource_id"
+CURRENCY = "line_item_currency_code"
+UNBLENDED = "line_item_unblended_cost"
+NET_UNBLENDED = "line_item_net_unblended_cost"
+PUBLIC_ON_DEMAND = "pricing_public_on_demand_cost"
+SP_EFFECTIVE = "savings_plan_savings_plan_effective_cost"
+SP_NET_EFFECTIVE = "savings_plan_net_savings_plan_effective_cost"
+RI_EFFECTIVE = "reservation_effective_cost"
+RI_NET_EFFECTIVE = "reservation_net_effective_cost"
+SERVICE_CODE = "product_servicecode"
+INSTANCE_TYPE = "product_instance_type"
+DESCRIPTION = "line_item_line_item_description"
+RESOURCE_TAGS = "resource_tags"
+REQUIRED_COLUMNS = (USAGE_START, LINE_ITEM_TYPE, PRODUCT_CODE, USAGE_TYPE, OPERATION, RESOURCE_ID, CURRENCY, UNBLENDED,
+                    PUBLIC_ON_DEMAND)
+
+# --- line-item types ---
+USAGE = "Usage"
+DISCOUNTED_USAGE = "DiscountedUsage"
+SP_COVERED = "SavingsPlanCoveredUsage"
+SP_NEGATION = "SavingsPlanNegation"
+INSTANCE_USAGE_TYPES = (USAGE, DISCOUNTED_USAGE, SP_COVERED)
+# Instance-hour usage types, after an optional region prefix such as "USW2-" (us-east-1 box usage has none).
+INSTANCE_USAGE_PATTERN = r"^([A-Z]{2,4}\d?-)?(BoxUsage|SpotUsage|DedicatedUsage|HostBoxUsage)"
+EKS_CONTROL_PLANE_PATTERN = r"AmazonEKS-Hours:perCluster$"
+DATA_TRANSFER_SERVICE = "AWSDataTransfer"
+
+COST_BASES = ("amortized", "net_amortized", "unblended", "public_on_demand")
+
+
+def _f(name: str) -> pl.Expr:
+    return pl.col(name).cast(pl.Float64).fill_null(0.0)
+
+
+def _net(net: str, plain: str) -> pl.Expr:
+    return pl.coalesce(pl.col(net).cast(pl.Float64), pl.col(plain).cast(pl.Float64)).fill_null(0.0)
+
+
+def cost_expr(basis: str) -> pl.Expr:
+    """Return the per-row cost of an instance usage row under ``basis`` (SP negation rows included)."""
+    kind = pl.col(LINE_ITEM_TYPE)
+    if basis == "amortized":
+        return (pl.when(kind == SP_COVERED).then(_f(SP_EFFECTIVE))
+                .when(kind == DISCOUNTED_USAGE).then(_f(RI_EFFECTIVE))
+                .when(kind == SP_NEGATION).then(0.0)
+                .otherwise(_f(UNBLENDED)))
+    if basis == "net_amortized":
+        return (pl.when(kind == SP_COVERED).then(_net(SP_NET_EFFECTIVE, SP_EFFECTIVE))
+                .when(kind == DISCOUNTED_USAGE).then(_net(RI_NET_EFFECTIVE, RI_EFFECTIVE))
+                .when(kind == SP_NEGATION).then(0.0)
+                .otherwise(_net(NET_UNBLENDED, UNBLENDED)))
+    if basis == "unblended":
+        # The negation cancels SP-covered usage: under unblended cost the SP fee carries that money.
+        return _f(UNBLENDED)
+    if basis == "public_on_demand":
+        return pl.when(kind == SP_NEGATION).then(0.0).otherwise(_f(PUBLIC_ON_DEMAND))
+    raise BillingDataError(f"unknown cost basis {basis!r}; choose one of {COST_BASES}")
+
+
+def entries_of_maps(frame: pl.DataFrame) -> pl.DataFrame:
+    """Turn Map columns (polars >= 2 reads Parquet maps as Map) into List(Struct{key, value}) entries."""
+    maps = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Map)]
+    return frame.with_columns(pl.col(name).map.entries() for name in maps) if maps else frame
+
+
+def _tag(tags: str, key: str) -> pl.Expr:
+    return (pl.col(tags).list.eval(pl.element().filter(pl.element().struct.field("key") == key)
+                                   .struct.field("value")).list.first())
+
+
+def billing_periods(start: dt.datetime, end: dt.datetime) -> list[str]:
+    """Return the BILLING_PERIOD labels (YYYY-MM) overlapping [start, end)."""
+    labels, cursor = [], start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    while cursor < end:
+        labels.append(f"{cursor:%Y-%m}")
+        cursor = (cursor + dt.timedelta(days=32)).replace(day=1)
+    return labels
+
+
+def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Read the CUR 2.0 rows of [start, end) from a Data Exports delivery (``<prefix>/data/BILLING_PERIOD=…``)."""
+    frames = []
+    for period in billing_periods(start, end):
+        data_prefix = f"{export_prefix.strip('/')}/data/BILLING_PERIOD={period}/"
+        keys = [k for k in store.list(data_prefix) if k.endswith(".parquet")]
+        if not keys:
+            raise BillingDataError(
+                f"no CUR 2.0 data under {store.scheme}://{store.bucket}/{data_prefix} for billing period {period}: "
+                "check billing.uri points at the export (the folder holding data/ and metadata/) and that the "
+                "export has been delivered for this month")
+        for key in keys:
+            frame = pl.read_parquet(io.BytesIO(store.get(key)))
+            missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+            if missing:
+                raise BillingDataError(f"{store.scheme}://{store.bucket}/{key}: CUR 2.0 columns missing: {missing}; "
+                                       "enable INCLUDE_RESOURCES and export the standard CUR 2.0 columns")
+            frames.append(entries_of_maps(frame))
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    for column in (RESOURCE_TAGS, SP_EFFECTIVE, SP_NET_EFFECTIVE, RI_EFFECTIVE, RI_NET_EFFECTIVE, NET_UNBLENDED,
+                   SERVICE_CODE, INSTANCE_TYPE, DESCRIPTION):
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None).alias(column))
+    hour = pl.col(USAGE_START).dt.replace_time_zone(None).dt.truncate("1h").dt.replace_time_zone("UTC")
+    naive_start, naive_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return (frame.with_columns(hour.alias("hour_start"))
+            .filter(pl.col("hour_start").dt.replace_time_zone(None).is_between(naive_start, naive_end, closed="left")))
+
+
+def manifest_fingerprint(store: ObjectStore, export_prefix: str, period: str) -> str | None:
+    """Return the execution id of a billing period's manifest (changes when AWS restates the period)."""
+    prefix = f"{export_prefix.strip('/')}/metadata/BILLING_PERIOD={period}/"
+    keys = [k for k in store.list(prefix) if k.endswith("Manifest.json")]
+    if not keys:
+        return None
+    manifest = json.loads(store.get(keys[0]))
+    return str(manifest.get("executionId") or manifest.get("assemblyId") or "")
+
+
+def instance_hour_costs(cur: pl.DataFrame, basis: str, cluster_tag_keys: tuple[str, ...]) -> pl.DataFrame:
+    """Return one row per (instance, hour): cost under ``basis``, currency, instance type, cluster tag."""
+    is_instance = (
+        (pl.col(PRODUCT_CODE) == "AmazonEC2")
+        & (pl.col(SERVICE_CODE).fill_null("") != DATA_TRANSFER_SERVICE)
+        & pl.col(OPERATION).fill_null("").str.starts_with("RunInstances")
+        & pl.col(USAGE_TYPE).fill_null("").str.contains(INSTANCE_USAGE_PATTERN)
+        & pl.col(LINE_ITEM_TYPE).is_in([*INSTANCE_USAGE_TYPES, SP_NEGATION])
+        & (pl.col(RESOURCE_ID).fill_null("") != "")
+    )
+    # Spot rows leave product_instance_type empty: the type is the description's first word.
+    itype = pl.when(pl.col(INSTANCE_TYPE).fill_null("") != "").then(pl.col(INSTANCE_TYPE)).otherwise(
+        pl.col(DESCRIPTION).fill_null("").str.split(" ").list.first())
+    tag_exprs = [_tag(RESOURCE_TAGS, key) for key in cluster_tag_keys]
+    cluster_tag = pl.coalesce(tag_exprs) if tag_exprs else pl.lit(None, pl.String)
+    return (cur.lazy().filter(is_instance)
+            .with_columns(cost_expr(basis).alias("cost"), itype.alias("instance_type"), cluster_tag.alias("cluster_tag"))
+            .group_by("hour_start", pl.col(RESOURCE_ID).alias("instance_id"))
+            .agg(pl.col("cost").sum(), pl.col(CURRENCY).first().alias("currency"),
+                 pl.col("instance_type").filter(pl.col(LINE_ITEM_TYPE) != SP_NEGATION).first(),
+                 pl.col("cluster_tag").drop_nulls().first())
+            .sort("hour_start", "instance_id").collect())
+
+
+def control_plane_costs(cur: pl.DataFrame, basis: str) -> pl.DataFrame:
+    """Return EKS control-plane cost per (cluster, hour), the cluster taken from the resource ARN."""
+    return (cur.lazy()
+            .filter((pl.col(PRODUCT_CODE) == "AmazonEKS") & pl.col(USAGE_TYPE).fill_null("").str.contains(EKS_CONTROL_PLANE_PATTERN))
+            .with_columns(cost_expr(basis).alias("cost"),
+                          pl.col(RESOURCE_ID).str.extract(r":cluster/([^/]+)$").alias("cluster"))
+            .group_by("hour_start", "cluster")
+            .agg(pl.col("cost").sum(), pl.col(CURRENCY).first().alias("currency"))
+            .collect())

@@ -1,0 +1,247 @@
+"""The metric catalog: every PromQL query podledger runs, with its layout name and columns.
+
+Rollups are computed by Prometheus at the billing grain so the exporter transfers one value per series
+and window instead of one per scrape. Conventions (placeholders filled by :func:`render`):
+
+- ``{sel}``: extra matchers (the cluster label in centralized mode), already prefixed with a comma.
+- ``{range}``: the window as a range one millisecond shorter than the window. Prometheus 2.x range
+  selectors are closed at both ends, so ``[1h]`` would count a sample sitting exactly on the hour in
+  two adjacent windows; ``[3599999ms]`` gives (t-1h, t] on 2.x and 3.x alike.
+- ``{interval}``: the cluster's scrape interval in seconds: ``sum_over_time`` × interval = value-seconds.
+- ``{step}``: the counter-delta subquery step. ``sum_over_time(clamp_min(x - x offset 60s, 0)[R:60s])``
+  telescopes to the exact counter increase over the window (no ``increase()`` extrapolation at pod start
+  or end, which is off by up to half a scrape per series), and ignores counter resets' negative jumps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# --- metric names (kube-state-metrics v2, kubelet cAdvisor) ---
+KUBE_NODE_INFO = "kube_node_info"
+KUBE_NODE_CAPACITY = "kube_node_status_capacity"
+KUBE_NODE_ALLOCATABLE = "kube_node_status_allocatable"
+KUBE_NODE_LABELS = "kube_node_labels"
+KUBE_POD_INFO = "kube_pod_info"
+KUBE_POD_PHASE = "kube_pod_status_phase"
+KUBE_POD_LABELS = "kube_pod_labels"
+KUBE_POD_OWNER = "kube_pod_owner"
+KUBE_NAMESPACE_LABELS = "kube_namespace_labels"
+KUBE_REPLICASET_OWNER = "kube_replicaset_owner"
+KUBE_JOB_OWNER = "kube_job_owner"
+KUBE_REQUESTS = "kube_pod_container_resource_requests"
+KUBE_INIT_REQUESTS = "kube_pod_init_container_resource_requests"
+KUBE_INIT_INFO = "kube_pod_init_container_info"
+CADVISOR_CPU = "container_cpu_usage_seconds_total"
+CADVISOR_MEMORY = "container_memory_working_set_bytes"
+CADVISOR_NET_RX = "container_network_receive_bytes_total"
+CADVISOR_NET_TX = "container_network_transmit_bytes_total"
+
+# Real containers only: drop the pod-cgroup aggregate (container="") and the pause/sandbox series
+# (container="POD" with dockershim; container="" + pause image with containerd). reference §4.2.
+CONTAINER_FILTER = 'container!="",container!="POD",image!=""'
+# Network counters exist only on container="" series (pod cgroup and sandbox carry the same bytes).
+POD_NETWORK_FILTER = 'container="",pod!=""'
+
+POD_KEYS = ("namespace", "pod", "uid")
+CONTAINER_KEYS = ("namespace", "pod", "uid", "container", "node")
+USAGE_KEYS = ("namespace", "pod", "container")
+
+
+def _sum_seconds(selector: str, by: tuple[str, ...]) -> str:
+    return f"sum by ({', '.join(by)}) (sum_over_time({selector}[{{range}}])) * {{interval}}"
+
+
+def _count_seconds(selector: str, by: tuple[str, ...]) -> str:
+    return f"sum by ({', '.join(by)}) (count_over_time({selector}[{{range}}])) * {{interval}}"
+
+
+def _counter_delta(metric: str, matchers: str) -> str:
+    sel = f"{metric}{{{{{matchers}{{sel}}}}}}"
+    return f"sum_over_time(clamp_min({sel} - {sel} offset {{step}}s, 0)[{{range}}:{{step}}s])"
+
+
+def _last(selector: str, by: tuple[str, ...]) -> str:
+    return f"max by ({', '.join(by)}) (last_over_time({selector}[{{range}}]))"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric: its layout name, the PromQL of each value column, and its key labels."""
+
+    name: str
+    source: str
+    keys: tuple[str, ...]
+    columns: dict[str, str]
+    required: bool = True
+    labels_map: bool = False
+    doc: str = ""
+    group: str = field(default="core")
+
+
+def _requests(name: str, metric: str, resource: str, unit: str, required: bool = True) -> MetricSpec:
+    sel = f'{metric}{{{{resource="{resource}"{{sel}}}}}}'
+    return MetricSpec(
+        name=name,
+        source=metric,
+        keys=CONTAINER_KEYS,
+        columns={f"request_{unit}_seconds": _sum_seconds(sel, CONTAINER_KEYS),
+                 "present_seconds": _count_seconds(sel, CONTAINER_KEYS)},
+        required=required,
+        doc=f"{resource} requests per container: {unit}-seconds and seconds present",
+        group="gpu" if resource == "nvidia_com_gpu" else "core",
+    )
+
+
+def _capacity(name: str, metric: str, required: bool) -> MetricSpec:
+    sel = f'{metric}{{{{resource=~"cpu|memory|nvidia_com_gpu"{{sel}}}}}}'
+    keys = ("node", "resource")
+    return MetricSpec(
+        name=name,
+        source=metric,
+        keys=keys,
+        columns={"unit_seconds": _sum_seconds(sel, keys), "present_seconds": _count_seconds(sel, keys)},
+        required=required,
+        doc="node cpu (cores), memory (bytes), nvidia_com_gpu: unit-seconds and seconds present",
+    )
+
+
+def _labels(name: str, metric: str, keys: tuple[str, ...]) -> MetricSpec:
+    return MetricSpec(
+        name=name,
+        source=metric,
+        keys=keys,
+        columns={"value": f"last_over_time({metric}{{{{{{sel_bare}}}}}}[{{range}}])"},
+        required=False,
+        labels_map=True,
+        doc="label_* of the object as a map column (needs --metric-labels-allowlist)",
+        group="labels",
+    )
+
+
+NODE_INFO_KEYS = ("node", "provider_id", "internal_ip", "kubelet_version")
+
+CATALOG: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        name="node_info",
+        source=KUBE_NODE_INFO,
+        keys=NODE_INFO_KEYS,
+        columns={"present_seconds": _count_seconds(f"{KUBE_NODE_INFO}{{{{{{sel_bare}}}}}}", NODE_INFO_KEYS)},
+        doc="nodes with their provider_id (joins to the bill) and seconds present",
+    ),
+    _capacity("node_capacity", KUBE_NODE_CAPACITY, required=True),
+    _capacity("node_allocatable", KUBE_NODE_ALLOCATABLE, required=False),
+    _requests("cpu_requests", KUBE_REQUESTS, "cpu", "core"),
+    _requests("memory_requests", KUBE_REQUESTS, "memory", "byte"),
+    _requests("gpu_requests", KUBE_REQUESTS, "nvidia_com_gpu", "gpu", required=False),
+    _requests("init_cpu_requests", KUBE_INIT_REQUESTS, "cpu", "core"),
+    _requests("init_memory_requests", KUBE_INIT_REQUESTS, "memory", "byte"),
+    MetricSpec(
+        name="init_container_info",
+        source=KUBE_INIT_INFO,
+        keys=("namespace", "pod", "uid", "container", "restart_policy"),
+        columns={"value": _last(f"{KUBE_INIT_INFO}{{{{{{sel_bare}}}}}}",
+                                ("namespace", "pod", "uid", "container", "restart_policy"))},
+        required=False,
+        doc="init containers; restart_policy=Always marks a sidecar (KSM >= 2.11)",
+    ),
+    MetricSpec(
+        name="pod_running",
+        source=KUBE_POD_PHASE,
+        keys=POD_KEYS,
+        columns={"running_seconds": _sum_seconds(f'{KUBE_POD_PHASE}{{{{phase="Running"{{sel}}}}}}', POD_KEYS)},
+        doc="seconds each pod was Running (requests of Completed pods keep being exported until deletion)",
+    ),
+    MetricSpec(
+        name="cpu_usage",
+        source=CADVISOR_CPU,
+        keys=USAGE_KEYS,
+        columns={"usage_core_seconds": f"sum by (namespace, pod, container) ({_counter_delta(CADVISOR_CPU, CONTAINER_FILTER)})"},
+        doc="CPU core-seconds used per container (exact counter increase inside the window)",
+    ),
+    MetricSpec(
+        name="memory_usage",
+        source=CADVISOR_MEMORY,
+        keys=USAGE_KEYS,
+        columns={
+            "usage_byte_seconds": _sum_seconds(f"{CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}", USAGE_KEYS),
+            "peak_bytes": f"max by (namespace, pod, container) (max_over_time({CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}[{{range}}]))",
+        },
+        doc="working-set byte-seconds and peak bytes per container",
+    ),
+    MetricSpec(
+        name="network_transmit",
+        source=CADVISOR_NET_TX,
+        keys=("namespace", "pod"),
+        columns={"bytes": f"sum by (namespace, pod) (max by (namespace, pod, interface) ({_counter_delta(CADVISOR_NET_TX, POD_NETWORK_FILTER)}))"},
+        doc="bytes sent per pod (max over the pod-cgroup and sandbox copies of each interface)",
+    ),
+    MetricSpec(
+        name="network_receive",
+        source=CADVISOR_NET_RX,
+        keys=("namespace", "pod"),
+        columns={"bytes": f"sum by (namespace, pod) (max by (namespace, pod, interface) ({_counter_delta(CADVISOR_NET_RX, POD_NETWORK_FILTER)}))"},
+        doc="bytes received per pod",
+    ),
+    MetricSpec(
+        name="pod_info",
+        source=KUBE_POD_INFO,
+        keys=("namespace", "pod", "uid", "node", "created_by_kind", "created_by_name"),
+        columns={"value": _last(f"{KUBE_POD_INFO}{{{{{{sel_bare}}}}}}",
+                                ("namespace", "pod", "uid", "node", "created_by_kind", "created_by_name"))},
+        required=False,
+        group="owners",
+    ),
+    MetricSpec(
+        name="pod_owner",
+        source=KUBE_POD_OWNER,
+        keys=("namespace", "pod", "uid", "owner_kind", "owner_name"),
+        columns={"value": _last(f"{KUBE_POD_OWNER}{{{{{{sel_bare}}}}}}", ("namespace", "pod", "uid", "owner_kind", "owner_name"))},
+        required=False,
+        group="owners",
+    ),
+    MetricSpec(
+        name="replicaset_owner",
+        source=KUBE_REPLICASET_OWNER,
+        keys=("namespace", "replicaset", "owner_kind", "owner_name"),
+        columns={"value": _last(f"{KUBE_REPLICASET_OWNER}{{{{{{sel_bare}}}}}}", ("namespace", "replicaset", "owner_kind", "owner_name"))},
+        required=False,
+        group="owners",
+    ),
+    MetricSpec(
+        name="job_owner",
+        source=KUBE_JOB_OWNER,
+        keys=("namespace", "job_name", "owner_kind", "owner_name"),
+        columns={"value": _last(f"{KUBE_JOB_OWNER}{{{{{{sel_bare}}}}}}", ("namespace", "job_name", "owner_kind", "owner_name"))},
+        required=False,
+        group="owners",
+    ),
+    _labels("pod_labels", KUBE_POD_LABELS, POD_KEYS),
+    _labels("node_labels", KUBE_NODE_LABELS, ("node",)),
+    _labels("namespace_labels", KUBE_NAMESPACE_LABELS, ("namespace",)),
+)
+
+CATALOG_BY_NAME = {spec.name: spec for spec in CATALOG}
+REQUIRED_METRICS = tuple(spec.name for spec in CATALOG if spec.required)
+# Scrape-added and identity labels never copied into a labels map.
+NON_LABEL_KEYS = frozenset({"__name__", "job", "instance", "endpoint", "service", "prometheus", "metrics_path"})
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for a PromQL double-quoted string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(template: str, *, window_seconds: int, interval_seconds: int, cluster_label: str | None = None,
+           cluster_value: str | None = None, step_seconds: int = 60) -> str:
+    """Fill a catalog template for one window and cluster."""
+    bare = ""
+    if cluster_label and cluster_value is not None:
+        bare = f'{cluster_label}="{escape_label_value(cluster_value)}"'
+    return template.format(
+        sel=f",{bare}" if bare else "",
+        sel_bare=bare,
+        range=f"{window_seconds * 1000 - 1}ms",
+        interval=interval_seconds,
+        step=step_seconds,
+    )

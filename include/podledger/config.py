@@ -1,0 +1,204 @@
+"""Cost-center configuration: one YAML file, validated into typed models once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from podledger.exceptions import ConfigError
+
+CONFIG_ENV_VAR = "PODLEDGER_CONFIG"
+SAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "cost_centers.yaml"
+
+# Cluster names become S3 path segments and Airflow ids: keep them to what both accept.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterConfig(_Model):
+    """One Kubernetes cluster read from one Prometheus-compatible endpoint."""
+
+    name: str
+    prometheus_conn_id: str = "prometheus_default"
+    # Centralized mode: the value of the cluster label selecting this cluster's series.
+    cluster_label_value: str | None = None
+    scrape_interval_seconds: int = Field(60, gt=0, le=3600)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value) or ".." in value:
+            raise ValueError(
+                f"cluster name {value!r} must match {_NAME_RE.pattern} (it becomes an S3 folder and an Airflow id)"
+            )
+        return value
+
+
+class StorageConfig(_Model):
+    """Where exported metrics live: s3://bucket/prefix (or file:///path for local runs)."""
+
+    uri: str = "s3://podledger/k8s/prometheus"
+    aws_conn_id: str = "aws_default"
+    format: Literal["parquet", "json.gz"] = "parquet"
+    retention_days: int = Field(30, ge=1)
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not (value.startswith("s3://") or value.startswith("file://")):
+            raise ValueError(f"storage uri {value!r} must start with s3:// or file://")
+        return value.rstrip("/")
+
+
+class BillingConfig(_Model):
+    """Where the AWS CUR 2.0 Data Exports delivery lives and how to price node-hours."""
+
+    format: Literal["cur2"] = "cur2"
+    uri: str = "s3://podledger-billing/cur/podledger"
+    aws_conn_id: str = "aws_default"
+    cost_basis: Literal["amortized", "net_amortized", "unblended", "public_on_demand"] = "amortized"
+    # CUR 2.0 resource_tags keys whose value names the cluster an instance belongs to.
+    cluster_tag_keys: tuple[str, ...] = ("aws_eks_cluster_name", "user_eks_cluster_name")
+
+
+class AllocationConfig(_Model):
+    """How a node-hour's cost is split (defaults follow AWS Split Cost Allocation Data)."""
+
+    cpu_weight: float = Field(9.0, gt=0)
+    memory_weight: float = Field(1.0, gt=0)
+    gpu_weight: float = Field(9.0, gt=0)
+    idle: Literal["redistribute", "separate"] = "redistribute"
+
+
+class WarehouseConfig(_Model):
+    """The table the allocation rows are loaded into."""
+
+    kind: Literal["duckdb"] = "duckdb"
+    path: str = ".podledger/warehouse.duckdb"
+    table: str = "k8s_cost_allocation"
+
+
+class CostCenterConfig(_Model):
+    """A cost center: its clusters, schedule, storage, billing source and warehouse."""
+
+    name: str
+    owner: str = "platform"
+    schedule: str = "*/30 * * * *"
+    time_frame_seconds: int = Field(3600, ge=300, le=86400)
+    initial_backfill_date: dt.date | None = None
+    backfill_days: int = Field(3, ge=0)
+    queries_batch_size: int = Field(5, ge=1, le=50)
+    query_timeout_seconds: float = Field(120.0, gt=0)
+    clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
+    storage: StorageConfig = StorageConfig()
+    billing: BillingConfig = BillingConfig()
+    allocation: AllocationConfig = AllocationConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"cost center name {value!r} must match {_NAME_RE.pattern}")
+        return value
+
+    @field_validator("time_frame_seconds")
+    @classmethod
+    def _divides_day(cls, value: int) -> int:
+        if 86400 % value:
+            raise ValueError(f"time_frame_seconds={value} must divide a day (86400) so windows align to days")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_clusters(self) -> CostCenterConfig:
+        names = [c.name for c in self.clusters]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"cluster names must be unique within a cost center, repeated: {dupes}")
+        return self
+
+    def cluster(self, name: str) -> ClusterConfig:
+        """Return the cluster called ``name`` or raise a ConfigError naming the choices."""
+        for cluster in self.clusters:
+            if cluster.name == name:
+                return cluster
+        raise ConfigError(f"cost center {self.name!r} has no cluster {name!r}; known: {[c.name for c in self.clusters]}")
+
+
+class ConfigLoad(_Model):
+    """The result of reading a config file: valid cost centers and per-cost-center errors."""
+
+    path: str
+    cost_centers: tuple[CostCenterConfig, ...]
+    errors: tuple[tuple[str, str], ...] = ()  # (cost center name or index, message)
+
+
+def _format_error(path: str, label: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{path}: cost center {label}: field '{field}': {err['msg']}")
+    return "; ".join(parts)
+
+
+def config_path() -> str:
+    """Return the config file path: $PODLEDGER_CONFIG or the sample shipped under include/."""
+    return os.environ.get(CONFIG_ENV_VAR) or str(SAMPLE_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> ConfigLoad:
+    """Read and validate every cost center of a YAML file; one bad cost center does not hide the others."""
+    path = str(path or config_path())
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found; set {CONFIG_ENV_VAR} or create it") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("cost_centers"), list):
+        raise ConfigError(f"{path}: field 'cost_centers': must be a list of cost centers")
+    valid: list[CostCenterConfig] = []
+    errors: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw["cost_centers"]):
+        label = f"#{index}"
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            label = f"#{index} ({item['name']})"
+        try:
+            cost_center = CostCenterConfig.model_validate(item)
+        except ValidationError as exc:
+            errors.append((label, _format_error(path, label, exc)))
+            continue
+        if cost_center.name in seen:
+            errors.append((label, f"{path}: cost center {label}: field 'name': duplicate cost center name"))
+            continue
+        seen.add(cost_center.name)
+        valid.append(cost_center)
+    return ConfigLoad(path=path, cost_centers=tuple(valid), errors=tuple(errors))
+
+
+def load_cost_center(name: str, path: str | os.PathLike[str] | None = None) -> CostCenterConfig:
+    """Return one valid cost center or raise a ConfigError with the file, field and reason."""
+    loaded = load_config(path)
+    for cost_center in loaded.cost_centers:
+        if cost_center.name == name:
+            return cost_center
+    for label, message in loaded.errors:
+        if name in label:
+            raise ConfigError(message)
+    known = [c.name for c in loaded.cost_centers]
+    raise ConfigError(f"{loaded.path}: no cost center named {name!r}; known: {known}")
+
+
+def parse_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop None values so CLI flags only override what the user set."""
+    return {k: v for k, v in values.items() if v is not None}

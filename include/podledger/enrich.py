@@ -1,0 +1,127 @@
+"""Enrichment: read exported metrics and the bill for an hour range, allocate, reconcile.
+
+The recipe for one cluster and an hour range:
+1. read the CUR rows of the range and price every instance-hour (and the EKS control plane);
+2. for each hour, read the exported metric files of its windows (their manifests must exist);
+3. allocate the hour (allocation.allocate_hour);
+4. reconcile Σ rows with the billed cost of the cluster's resources, per hour; fail beyond 1e-9.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import logging
+from dataclasses import dataclass
+
+import polars as pl
+
+from podledger.allocation import allocate_hour, billed_cost, node_hours, reconcile
+from podledger.billing import control_plane_costs, entries_of_maps, instance_hour_costs, read_cur
+from podledger.catalog import CATALOG_BY_NAME
+from podledger.config import ClusterConfig, CostCenterConfig
+from podledger.exceptions import ExportIncompleteError, ReconciliationError
+from podledger.layout import Window, manifest_key, plan_windows, to_utc
+from podledger.storage import ObjectStore, split_uri
+
+log = logging.getLogger(__name__)
+
+MAX_VALUE_COLUMNS = {"value", "peak_bytes"}
+
+
+@dataclass
+class EnrichResult:
+    """Allocation rows and the per-hour reconciliation of one cluster and hour range."""
+
+    rows: pl.DataFrame
+    reconciliation: pl.DataFrame
+
+
+def read_metric_file(store: ObjectStore, key: str) -> pl.DataFrame:
+    """Read one exported metric file (Parquet or json.gz)."""
+    data = store.get(key)
+    if key.endswith(".parquet"):
+        return entries_of_maps(pl.read_parquet(io.BytesIO(data)))
+    records = [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line]
+    for record in records:
+        if isinstance(record.get("labels"), dict):
+            record["labels"] = [{"key": k, "value": v} for k, v in record["labels"].items()]
+    return pl.DataFrame(records, infer_schema_length=None)
+
+
+def read_window_frames(store: ObjectStore, prefix: str, cluster: str, window: Window) -> dict[str, pl.DataFrame]:
+    """Read every metric file of a completed cluster-window, as listed by its manifest."""
+    key = manifest_key(prefix, cluster, window)
+    if not store.exists(key):
+        raise ExportIncompleteError(
+            f"cluster {cluster}, window {window}: no manifest at {store.scheme}://{store.bucket}/{key}; "
+            "the window was not exported (or is being re-exported): run the export for it first")
+    manifest = json.loads(store.get(key))
+    return {name: read_metric_file(store, entry["key"]) for name, entry in manifest["metrics"].items()}
+
+
+def combine_windows(per_window: list[dict[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
+    """Merge the frames of the windows of one hour: seconds and bytes add up, info values take the max."""
+    if len(per_window) == 1:
+        return per_window[0]
+    merged: dict[str, pl.DataFrame] = {}
+    for name in per_window[0]:
+        frames = [w[name] for w in per_window if name in w and w[name].height]
+        if not frames:
+            merged[name] = per_window[0][name]
+            continue
+        spec = CATALOG_BY_NAME.get(name)
+        keys = list(spec.keys) if spec else []
+        values = [c for c in frames[0].columns if c not in keys and c not in {"cluster", "window_start", "window_end", "labels"}]
+        aggs = [pl.col(c).max() if c in MAX_VALUE_COLUMNS else pl.col(c).sum() for c in values]
+        if "labels" in frames[0].columns:
+            aggs.append(pl.col("labels").last())
+        merged[name] = pl.concat(frames, how="diagonal_relaxed").group_by(keys, maintain_order=True).agg(aggs)
+    return merged
+
+
+def hours_of(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """Return the hour starts in [start, end)."""
+    start, end = to_utc(start), to_utc(end)
+    cursor = start.replace(minute=0, second=0, microsecond=0)
+    hours = []
+    while cursor < end:
+        if cursor >= start:
+            hours.append(cursor)
+        cursor += dt.timedelta(hours=1)
+    return hours
+
+
+def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
+                   metrics_store: ObjectStore, billing_store: ObjectStore, check: bool = True) -> EnrichResult:
+    """Allocate every hour of [start, end) for one cluster and reconcile it with the bill."""
+    _, _, metrics_prefix = split_uri(cost_center.storage.uri)
+    _, _, billing_prefix = split_uri(cost_center.billing.uri)
+    hours = hours_of(start, end)
+    basis = cost_center.billing.cost_basis
+    cur = read_cur(billing_store, billing_prefix, hours[0], hours[-1] + dt.timedelta(hours=1))
+    instance_costs = instance_hour_costs(cur, basis, cost_center.billing.cluster_tag_keys)
+    control_plane = control_plane_costs(cur, basis)
+    rows, node_instances = [], []
+    for hour in hours:
+        windows = plan_windows(hour, hour + dt.timedelta(hours=1), cost_center.time_frame_seconds)
+        frames = combine_windows([read_window_frames(metrics_store, metrics_prefix, cluster.name, w) for w in windows])
+        node_instances.append(node_hours(frames).select(pl.lit(hour).alias("hour_start"), "instance_id"))
+        rows.append(allocate_hour(frames, hour=hour, cost_center=cost_center.name, cluster=cluster.name,
+                                  instance_costs=instance_costs, control_plane=control_plane,
+                                  options=cost_center.allocation, cost_basis=basis))
+        log.info("cluster %s hour %s: %d rows", cluster.name, f"{hour:%Y-%m-%dT%H}Z", rows[-1].height)
+    all_rows = pl.concat(rows)
+    nodes = pl.concat(node_instances).with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC")))
+    billed = billed_cost(instance_costs.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))),
+                         control_plane.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))), nodes, cluster.name)
+    report = reconcile(all_rows, billed).with_columns(pl.lit(cluster.name).alias("cluster"))
+    bad = report.filter(~pl.col("ok"))
+    if check and bad.height:
+        first = bad.row(0, named=True)
+        raise ReconciliationError(
+            f"cost center {cost_center.name}, cluster {cluster.name}: {bad.height} hour(s) do not reconcile; first "
+            f"{first['hour_start']:%Y-%m-%dT%H}Z allocated {first['allocated_cost']:.10f} vs billed {first['billed_cost']:.10f}")
+    return EnrichResult(all_rows, report)

@@ -1,0 +1,162 @@
+"""Export one cluster-window: run the catalog's rollups, write one file per metric, then the manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from podledger import __version__
+from podledger.catalog import CATALOG, NON_LABEL_KEYS, MetricSpec, render
+from podledger.config import ClusterConfig, CostCenterConfig
+from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
+from podledger.promclient import instant_query
+from podledger.storage import ObjectStore, split_uri
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SCHEMA_VERSION = 1
+
+
+@dataclass
+class MetricFrame:
+    """One metric's rows for one cluster-window, ready to serialise."""
+
+    spec: MetricSpec
+    table: pa.Table
+    series: int
+    query_seconds: float
+    bytes_received: int
+
+
+def _table(spec: MetricSpec, cluster: str, window: Window, rows: dict[tuple, dict[str, Any]]) -> pa.Table:
+    keys = list(spec.keys)
+    columns: dict[str, pa.Array] = {
+        "cluster": pa.array([cluster] * len(rows), pa.string()),
+        "window_start": pa.array([window.start] * len(rows), pa.timestamp("us", tz="UTC")),
+        "window_end": pa.array([window.end] * len(rows), pa.timestamp("us", tz="UTC")),
+    }
+    items = sorted(rows.items(), key=lambda kv: kv[0])
+    for i, key in enumerate(keys):
+        columns[key] = pa.array([k[i] for k, _ in items], pa.string())
+    for column in spec.columns:
+        columns[column] = pa.array([row.get(column) for _, row in items], pa.float64())
+    if spec.labels_map:
+        columns["labels"] = pa.array([sorted(row["labels"].items()) for _, row in items],
+                                     pa.map_(pa.string(), pa.string()))
+    return pa.table(columns)
+
+
+def _value(sample: list[Any]) -> float | None:
+    value = float(sample[1])
+    return None if math.isnan(value) else value
+
+
+def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
+                 cluster_label: str | None, timeout: float) -> MetricFrame:
+    """Run every column query of ``spec`` at the window's end and join them on the key labels."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    series = 0
+    seconds = 0.0
+    received = 0
+    at = window.end.timestamp()
+    for column, template in spec.columns.items():
+        query = render(template, window_seconds=window.seconds, interval_seconds=cluster.scrape_interval_seconds,
+                       cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
+        context = f"cluster {cluster.name}, window {window}, metric {spec.name} ({column})"
+        result = instant_query(client, query, at, context=context, timeout=timeout)
+        seconds += result.seconds
+        received += result.bytes_received
+        series += len(result.series)
+        for item in result.series:
+            labels = item.get("metric", {})
+            key: tuple = tuple(labels.get(k, "") for k in spec.keys)
+            extra: dict[str, str] = {}
+            if spec.labels_map:
+                extra = {k: v for k, v in labels.items()
+                         if k not in spec.keys and k not in NON_LABEL_KEYS and k != cluster_label}
+                key = key + (tuple(sorted(extra.items())),)
+            row = rows.setdefault(key, {"labels": extra})
+            value = _value(item["value"])
+            row[column] = value if row.get(column) is None else row[column] + (value or 0.0)
+    if spec.labels_map:
+        rows = {k[:-1]: v for k, v in rows.items()}
+    return MetricFrame(spec, _table(spec, cluster.name, window, rows), series, seconds, received)
+
+
+def serialise(table: pa.Table, fmt: str) -> bytes:
+    """Serialise a metric table as Parquet (zstd) or gzipped JSON lines (the seed's format)."""
+    if fmt == "parquet":
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        return buffer.getvalue()
+    lines = []
+    for record in table.to_pylist():
+        for key, value in record.items():
+            if isinstance(value, dt.datetime):
+                record[key] = value.isoformat()
+            elif key == "labels" and value is not None:
+                record[key] = dict(value)
+        lines.append(json.dumps(record, separators=(",", ":")))
+    return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+
+
+def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
+                  window: Window, *, cluster_label: str | None = None,
+                  metrics: tuple[MetricSpec, ...] = CATALOG) -> dict[str, Any]:
+    """Export one cluster-window and return its manifest; the manifest is written only after every file.
+
+    The old manifest is deleted first, so a run killed half way leaves the window visibly incomplete
+    rather than pointing at a mix of old and new files. Keys are deterministic: a re-run replaces them.
+    """
+    _, _, prefix = split_uri(cost_center.storage.uri)
+    fmt = cost_center.storage.format
+    started = time.perf_counter()
+    m_key = manifest_key(prefix, cluster.name, window)
+    store.delete([m_key] if store.exists(m_key) else [])
+
+    def run(spec: MetricSpec) -> MetricFrame:
+        return query_metric(client, spec, cluster, window, cluster_label=cluster_label,
+                            timeout=cost_center.query_timeout_seconds)
+
+    # Threads bound concurrency (QUERIES_BATCH_SIZE) and memory: at most that many results in flight.
+    with ThreadPoolExecutor(max_workers=cost_center.queries_batch_size) as pool:
+        frames = list(pool.map(run, metrics))
+
+    entries: dict[str, Any] = {}
+    for frame in frames:
+        key = metric_key(prefix, cluster.name, window, frame.spec.name, fmt)
+        store.put(key, serialise(frame.table, fmt))
+        stale = [metric_key(prefix, cluster.name, window, frame.spec.name, other)
+                 for other in EXTENSIONS if other != fmt]
+        store.delete([k for k in stale if store.exists(k)])
+        entries[frame.spec.name] = {
+            "key": key, "rows": frame.table.num_rows, "series": frame.series, "required": frame.spec.required,
+            "query_seconds": round(frame.query_seconds, 4), "bytes_received": frame.bytes_received,
+        }
+        log.info("cluster %s window %s metric %s: %d rows -> %s", cluster.name, window, frame.spec.name,
+                 frame.table.num_rows, key)
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "cost_center": cost_center.name,
+        "cluster": cluster.name,
+        "window": window.to_dict(),
+        "format": fmt,
+        "scrape_interval_seconds": cluster.scrape_interval_seconds,
+        "exporter": {"name": "podledger", "version": __version__},
+        "export_seconds": round(time.perf_counter() - started, 3),
+        "metrics": entries,
+    }
+    store.put(m_key, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    log.info("cluster %s window %s: complete, manifest %s", cluster.name, window, m_key)
+    return manifest

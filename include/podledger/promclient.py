@@ -1,0 +1,112 @@
+"""Instant queries against a Prometheus-compatible API through prometheus-api-client, with retries.
+
+The ``PrometheusConnect`` object owns the URL, session, headers, auth and TLS settings (built from a
+connection by the Airflow hook or :func:`client_from_connection`); this module only adds what billing
+exports need on top: the full response envelope (stats, warnings), bounded retries of transient
+errors, and errors that name the cluster, window and metric but never a credential.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from podledger.connections import ConnectionInfo
+from podledger.exceptions import PrometheusQueryError
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+@dataclass
+class QueryResult:
+    """The ``data.result`` vector of an instant query plus its stats and timing."""
+
+    series: list[dict[str, Any]]
+    stats: dict[str, Any] | None
+    seconds: float
+    bytes_received: int
+
+
+def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0) -> Any:
+    """Build a ``PrometheusConnect`` from a connection: URL, token/bearer/basic auth, tenant, TLS."""
+    from prometheus_api_client import PrometheusConnect
+
+    extra = conn.extra
+    headers: dict[str, str] = dict(extra.get("headers") or {})
+    if extra.get("token"):
+        headers["token"] = str(extra["token"])
+    if extra.get("bearer_token"):
+        headers["Authorization"] = f"Bearer {extra['bearer_token']}"
+    if extra.get("x_scope_orgid"):
+        headers["X-Scope-OrgID"] = str(extra["x_scope_orgid"])
+    auth = (conn.login, conn.password or "") if conn.login else None
+    verify = extra.get("verify", True)
+    client = PrometheusConnect(
+        url=conn.base_url(),
+        headers=headers or None,
+        auth=auth,
+        disable_ssl=verify is False or str(verify).lower() == "false",
+        timeout=int(timeout),
+        method="POST",
+    )
+    if isinstance(verify, str) and verify.lower() not in {"true", "false"}:
+        client._session.verify = verify  # a CA bundle path
+    return client
+
+
+def instant_query(client: Any, query: str, at: float, *, context: str, timeout: float = 120.0,
+                  retries: int = 4, backoff_seconds: float = 0.5) -> QueryResult:
+    """Run an instant query at ``at`` (unix seconds); retry 429/5xx with backoff, raise naming ``context``."""
+    url = f"{client.url}/api/v1/query"
+    data = {"query": query, "time": f"{at:.3f}", "timeout": f"{int(timeout)}s", "stats": "1"}
+    attempt = 0
+    while True:
+        attempt += 1
+        started = time.perf_counter()
+        try:
+            response = client._session.request(
+                "POST", url, data=data, headers=client.headers, auth=client.auth,
+                verify=client._session.verify, timeout=timeout + 5,
+            )
+        except requests.RequestException as exc:
+            # str(exc) of a connection error carries only host/port, never the auth header.
+            error = f"cannot reach {client.url}: {type(exc).__name__}"
+            status = None
+        else:
+            status = response.status_code
+            if status == 200:
+                body = response.json()
+                payload = body.get("data") or {}
+                return QueryResult(payload.get("result") or [], payload.get("stats"),
+                                   time.perf_counter() - started, len(response.content))
+            try:
+                error = response.json().get("error", "")
+            except ValueError:
+                error = response.text[:200]
+            error = f"HTTP {status}: {error}"
+        transient = status is None or status in RETRYABLE_STATUS
+        if not transient or attempt > retries:
+            raise PrometheusQueryError(f"{context}: query failed after {attempt} attempt(s): {error}")
+        delay = backoff_seconds * 2 ** (attempt - 1)
+        log.warning("%s: %s; retrying in %.1fs (attempt %d/%d)", context, error, delay, attempt, retries + 1)
+        time.sleep(delay)
+
+
+def check_ready(client: Any, path: str = "/-/ready", timeout: float = 10.0) -> None:
+    """Fail with a clear message when the endpoint's readiness path does not answer 200."""
+    url = f"{client.url.rstrip('/')}{path}"
+    try:
+        response = client._session.get(url, headers=client.headers, auth=client.auth,
+                                       verify=client._session.verify, timeout=timeout)
+    except requests.RequestException as exc:
+        raise PrometheusQueryError(f"Prometheus at {client.url} is not reachable ({type(exc).__name__}); "
+                                   "check the connection's host and port") from None
+    if response.status_code != 200:
+        raise PrometheusQueryError(f"Prometheus at {client.url} is not ready: GET {path} answered "
+                                   f"HTTP {response.status_code}; check credentials or wait for it to start")

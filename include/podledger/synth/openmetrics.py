@@ -1,0 +1,198 @@
+"""Write a synthetic cluster as OpenMetrics (kube-state-metrics v2 + kubelet cAdvisor label sets) and its truth.
+
+The file is what ``promtool tsdb create-blocks-from openmetrics`` loads: every sample has a timestamp in
+seconds, each series is written in time order, and the file ends with ``# EOF``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import IO
+
+from podledger.synth.cluster import (
+    GIB,
+    MIB,
+    PAUSE_IMAGE,
+    Cluster,
+    Node,
+    Pod,
+    container_active,
+    cpu_profile,
+    memory_profile,
+    stable_hex,
+)
+
+KSM = {"job": "kube-state-metrics", "instance": "10.0.200.10:8080"}
+PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _fmt(value: float) -> str:
+    return repr(float(value)) if value != int(value) else str(int(value))
+
+
+def window_start(t: int) -> int:
+    """Return the start of the export window (t0, t0+3600] that contains sample time ``t``."""
+    return ((t - 1) // 3600) * 3600
+
+
+class _Writer:
+    def __init__(self, out: IO[str], extra: dict[str, str]) -> None:
+        self.out = out
+        self.extra = extra
+        self.series = 0
+        self.samples = 0
+
+    def series_of(self, name: str, labels: dict[str, str], points: Iterable[tuple[int, float]]) -> None:
+        head = name + _labels({**labels, **self.extra})
+        lines = [f"{head} {_fmt(v)} {t}\n" for t, v in points]
+        if lines:
+            self.out.writelines(lines)
+            self.series += 1
+            self.samples += len(lines)
+
+    def constant(self, name: str, labels: dict[str, str], start: int, end: int, value: float = 1.0) -> None:
+        self.series_of(name, labels, ((t, value) for t in range(start + 60, end + 1, 60)))
+
+
+def _node_series(w: _Writer, cluster: Cluster, node: Node) -> None:
+    s, e = cluster.start, cluster.end
+    w.constant("kube_node_info", {**KSM, "node": node.name, "kernel_version": "5.10.225-213.878.amzn2.x86_64",
+                                  "os_image": "Amazon Linux 2", "container_runtime_version": "containerd://1.7.22",
+                                  "kubelet_version": "v1.30.4-eks-a737599", "kubeproxy_version": "deprecated",
+                                  "provider_id": node.provider_id, "pod_cidr": "", "system_uuid": stable_hex(node.name),
+                                  "internal_ip": node.internal_ip}, s, e)
+    capacity = {"cpu": (node.vcpu, "core"), "memory": (node.memory_gib * GIB, "byte"), "pods": (58, "integer")}
+    if node.gpus:
+        capacity["nvidia_com_gpu"] = (node.gpus, "integer")
+    for resource, (value, unit) in capacity.items():
+        labels = {**KSM, "node": node.name, "resource": resource, "unit": unit}
+        w.constant("kube_node_status_capacity", labels, s, e, value)
+        allocatable = {"cpu": value - 0.07, "memory": value - 0.6 * GIB}.get(resource, value)
+        w.constant("kube_node_status_allocatable", labels, s, e, allocatable)
+    w.constant("kube_node_labels", {**KSM, "node": node.name, **{f"label_{k}": v for k, v in node.labels.items()}}, s, e)
+
+
+def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict) -> None:
+    s, e, gone = pod.start, pod.end, pod.end + pod.linger
+    ident = {"namespace": pod.namespace, "pod": pod.name, "uid": pod.uid}
+    w.constant("kube_pod_info", {**KSM, **ident, "host_ip": node_ip, "pod_ip": f"10.1.{int(stable_hex(pod.uid, length=2), 16)}.{int(stable_hex(pod.uid, 'ip', length=2), 16)}",
+                                 "node": pod.node, "created_by_kind": pod.owner_kind, "created_by_name": pod.owner_name,
+                                 "priority_class": "", "host_network": "false"}, s, gone)
+    for phase in PHASES:
+        points = [(t, 1.0 if (phase == "Running" and t <= e) or (phase == pod.phase_after_end and t > e) else 0.0)
+                  for t in range(s + 60, gone + 1, 60)]
+        w.series_of("kube_pod_status_phase", {**KSM, **ident, "phase": phase}, points)
+    if pod.owner_kind:
+        w.constant("kube_pod_owner", {**KSM, **ident, "owner_kind": pod.owner_kind, "owner_name": pod.owner_name,
+                                      "owner_is_controller": "true"}, s, gone)
+    w.constant("kube_pod_labels", {**KSM, **ident, **{f"label_{k}": v for k, v in pod.labels.items()}}, s, gone)
+    for c in pod.containers:
+        metric = "kube_pod_init_container_resource_requests" if c.kind in ("init", "sidecar") else "kube_pod_container_resource_requests"
+        base = {**KSM, **ident, "container": c.name, "node": pod.node}
+        w.constant(metric, {**base, "resource": "cpu", "unit": "core"}, s, gone, c.cpu_request)
+        w.constant(metric, {**base, "resource": "memory", "unit": "byte"}, s, gone, c.memory_request)
+        if c.gpu_request:
+            w.constant(metric, {**base, "resource": "nvidia_com_gpu", "unit": "integer"}, s, gone, c.gpu_request)
+        if c.kind in ("init", "sidecar"):
+            w.constant("kube_pod_init_container_info", {**KSM, **ident, "container": c.name, "image": c.image,
+                                                        "image_id": "", "container_id": f"containerd://{stable_hex(pod.uid, c.name, length=64)}",
+                                                        "restart_policy": "Always" if c.kind == "sidecar" else ""}, s, gone)
+
+    # cAdvisor: per container, the pod cgroup aggregate (container="") and the pause sandbox.
+    qos = "burstable"
+    pod_cgroup = f"/kubepods.slice/kubepods-{qos}.slice/kubepods-{qos}-pod{pod.uid.replace('-', '_')}.slice"
+    kubelet = {"job": "kubelet", "metrics_path": "/metrics/cadvisor", "instance": node_ip + ":10250"}
+    agg_cpu: dict[int, float] = defaultdict(float)
+    agg_mem: dict[int, float] = defaultdict(float)
+    for c in pod.containers:
+        cs, ce = container_active(c, pod)
+        cid = stable_hex(pod.uid, c.name, length=64)
+        labels = {**kubelet, "container": c.name, "id": f"{pod_cgroup}/cri-containerd-{cid}.scope", "image": c.image,
+                  "name": cid, "namespace": pod.namespace, "pod": pod.name}
+        total, points, mem_points = 0.0, [(cs, 0.0)], []
+        for t in range(cs + 60, ce + 1, 60):
+            used = cpu_profile(c, pod, t) * 60
+            total += used
+            points.append((t, total))
+            mem = memory_profile(c, pod, t)
+            mem_points.append((t, mem))
+            agg_cpu[t] += used
+            agg_mem[t] += mem
+            row = truth[(window_start(t), pod.uid)]
+            row["cpu_usage_core_seconds"] += used
+            row["memory_usage_byte_seconds"] += mem * 60
+        w.series_of("container_cpu_usage_seconds_total", {**labels, "cpu": "total"}, points)
+        w.series_of("container_memory_working_set_bytes", labels, mem_points)
+    sandbox = stable_hex(pod.uid, "sandbox", length=64)
+    pause = {**kubelet, "container": "", "id": f"{pod_cgroup}/cri-containerd-{sandbox}.scope", "image": PAUSE_IMAGE,
+             "name": sandbox, "namespace": pod.namespace, "pod": pod.name}
+    aggregate = {**kubelet, "container": "", "id": pod_cgroup, "image": "", "name": "", "namespace": pod.namespace,
+                 "pod": pod.name}
+    minutes = range(s + 60, e + 1, 60)
+    pause_cpu = [(s, 0.0)] + [(t, 0.0005 * (t - s)) for t in minutes]
+    w.series_of("container_cpu_usage_seconds_total", {**pause, "cpu": "total"}, pause_cpu)
+    w.series_of("container_memory_working_set_bytes", pause, ((t, float(MIB)) for t in minutes))
+    running = 0.0
+    agg_points = [(s, 0.0)]
+    for t in minutes:
+        running += agg_cpu[t] + 0.03
+        agg_points.append((t, running))
+    w.series_of("container_cpu_usage_seconds_total", {**aggregate, "cpu": "total"}, agg_points)
+    w.series_of("container_memory_working_set_bytes", aggregate, ((t, agg_mem[t] + MIB) for t in minutes))
+    rate = 2000 + int(stable_hex(pod.uid, "net", length=4), 16)  # bytes per second
+    for metric, factor, key in (("container_network_transmit_bytes_total", 1.0, "network_transmit_bytes"),
+                                ("container_network_receive_bytes_total", 1.7, "network_receive_bytes")):
+        counter = [(s, 0.0)] + [(t, (t - s) * rate * factor) for t in minutes]
+        for labels in (pause, aggregate):  # both carry the pod's eth0 counters: a trap for naive sums
+            w.series_of(metric, {**labels, "interface": "eth0"}, counter)
+        for t in minutes:
+            truth[(window_start(t), pod.uid)][key] += 60 * rate * factor
+    for t in minutes:
+        truth[(window_start(t), pod.uid)]["running_seconds"] += 60
+
+
+def write_openmetrics(cluster: Cluster, out: IO[str], cluster_label: str | None = None) -> tuple[list[dict], dict]:
+    """Write the cluster's series to ``out``; return (pod-window truth rows, counts)."""
+    w = _Writer(out, {cluster_label: cluster.name} if cluster_label else {})
+    node_ips = {n.name: n.internal_ip for n in cluster.nodes}
+    for node in cluster.nodes:
+        _node_series(w, cluster, node)
+    for ns, labels in cluster.namespace_labels.items():
+        w.constant("kube_namespace_labels", {**KSM, "namespace": ns, **{f"label_{k}": v for k, v in labels.items()}},
+                   cluster.start, cluster.end)
+    for (ns, rs), dep in cluster.replicaset_owner.items():
+        w.constant("kube_replicaset_owner", {**KSM, "namespace": ns, "replicaset": rs, "owner_kind": "Deployment",
+                                             "owner_name": dep, "owner_is_controller": "true"}, cluster.start, cluster.end)
+    for (ns, job), cron in cluster.job_owner.items():
+        w.constant("kube_job_owner", {**KSM, "namespace": ns, "job_name": job, "owner_kind": "CronJob",
+                                      "owner_name": cron, "owner_is_controller": "true"}, cluster.start, cluster.end)
+    fields = ("running_seconds", "cpu_usage_core_seconds", "memory_usage_byte_seconds", "network_transmit_bytes",
+              "network_receive_bytes")
+    truth: dict = defaultdict(lambda: dict.fromkeys(fields, 0.0))
+    for pod in cluster.pods:
+        _pod_series(w, pod, node_ips[pod.node], truth)
+    out.write("# EOF\n")
+    by_uid = {p.uid: p for p in cluster.pods}
+    rows = []
+    for (start, uid), values in sorted(truth.items()):
+        pod = by_uid[uid]
+        hours = values["running_seconds"] / 3600
+        rows.append({
+            "cluster": cluster.name, "window_start": start, "namespace": pod.namespace, "pod": pod.name, "uid": uid,
+            "node": pod.node, **values,
+            "cpu_request_core_hours": pod.effective_request("cpu_request") * hours,
+            "memory_request_gib_hours": pod.effective_request("memory_request") / GIB * hours,
+            "gpu_request_hours": pod.effective_request("gpu_request") * hours,
+            "cpu_usage_core_hours": values["cpu_usage_core_seconds"] / 3600,
+            "memory_usage_gib_hours": values["memory_usage_byte_seconds"] / 3600 / GIB,
+        })
+    return rows, {"series": w.series, "samples": w.samples}
