@@ -83,8 +83,20 @@ class WarehouseConfig(_Model):
     """The table the allocation rows are loaded into."""
 
     kind: Literal["duckdb"] = "duckdb"
-    path: str = ".podledger/warehouse.duckdb"
+    path: str = "${PODLEDGER_HOME}/warehouse.duckdb"
     table: str = "k8s_cost_allocation"
+
+    @field_validator("table")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.isidentifier():
+            raise ValueError(f"table {value!r} must be a plain SQL identifier")
+        return value
+
+    def resolved_path(self) -> Path:
+        """Return the DuckDB path with ${VARS} expanded ($PODLEDGER_HOME defaults to ./.podledger)."""
+        home = os.environ.get("PODLEDGER_HOME") or str(Path.cwd() / ".podledger")
+        return Path(os.path.expandvars(self.path.replace("${PODLEDGER_HOME}", home))).expanduser()
 
 
 class CostCenterConfig(_Model):
@@ -98,6 +110,8 @@ class CostCenterConfig(_Model):
     backfill_days: int = Field(3, ge=0)
     queries_batch_size: int = Field(5, ge=1, le=50)
     query_timeout_seconds: float = Field(120.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+    retry_delay_seconds: int = Field(60, ge=1)
     clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
     billing: BillingConfig = BillingConfig()

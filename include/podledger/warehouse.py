@@ -69,6 +69,9 @@ class DuckDBLoader:
         """Run a read query and return a polars frame."""
         con = self.connect()
         try:
-            return con.execute(sql, params or []).pl()
+            frame = con.sql(sql, params=params or None).pl()
         finally:
             con.close()
+        # DuckDB reports TIMESTAMPTZ as Etc/UTC; podledger frames use UTC.
+        return frame.with_columns(pl.col(n).dt.convert_time_zone("UTC") for n, t in frame.schema.items()
+                                  if isinstance(t, pl.Datetime) and t.time_zone)

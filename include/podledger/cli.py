@@ -1,0 +1,185 @@
+"""The ``podledger`` command: run each stage for a cost center and a time range, without Airflow.
+
+Connections come from the same ``AIRFLOW_CONN_<ID>`` environment variables Airflow reads, so a user
+debugging one hour uses exactly the definitions their DAGs use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+from podledger.config import CostCenterConfig, load_config, load_cost_center
+from podledger.connections import get_connection, s3_storage_options
+from podledger.exceptions import PodledgerError
+from podledger.layout import Window, plan_windows, to_utc
+from podledger.storage import FsspecStore, split_uri
+
+log = logging.getLogger("podledger")
+
+
+def store_for(uri: str, aws_conn_id: str) -> FsspecStore:
+    """Return an fsspec store for ``uri``; S3 credentials and endpoint come from the AWS connection."""
+    scheme, bucket, _ = split_uri(uri)
+    options = s3_storage_options(get_connection(aws_conn_id)) if scheme == "s3" else {}
+    return FsspecStore(scheme, bucket, options)
+
+
+def _clusters(cost_center: CostCenterConfig, names: list[str] | None):
+    return [cost_center.cluster(n) for n in names] if names else list(cost_center.clusters)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from podledger.export import export_window
+    from podledger.promclient import check_ready, client_from_connection
+
+    cc = load_cost_center(args.cost_center, args.config)
+    store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
+    for cluster in _clusters(cc, args.cluster):
+        client = client_from_connection(get_connection(cluster.prometheus_conn_id), cc.query_timeout_seconds)
+        check_ready(client)
+        for window in plan_windows(args.start, args.end, cc.time_frame_seconds):
+            manifest = export_window(client, store, cc, cluster, window)
+            rows = sum(m["rows"] for m in manifest["metrics"].values())
+            print(f"exported {cluster.name} {window}: {len(manifest['metrics'])} metrics, {rows} rows")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from podledger.validate import validate_windows
+
+    cc = load_cost_center(args.cost_center, args.config)
+    store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
+    items = [(c.name, w) for c in _clusters(cc, args.cluster)
+             for w in plan_windows(args.start, args.end, cc.time_frame_seconds)]
+    findings = validate_windows(store, cc, items)
+    print(f"validated {len(items)} cluster-windows: 0 errors, {len(findings)} warnings")
+    return 0
+
+
+def cmd_allocate(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from podledger.enrich import enrich_cluster
+
+    cc = load_cost_center(args.cost_center, args.config)
+    metrics = store_for(cc.storage.uri, cc.storage.aws_conn_id)
+    billing = store_for(cc.billing.uri, cc.billing.aws_conn_id)
+    results = [enrich_cluster(cc, c, args.start, args.end, metrics_store=metrics, billing_store=billing)
+               for c in _clusters(cc, args.cluster)]
+    rows = pl.concat([r.rows for r in results])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    rows.write_parquet(args.out)
+    report = pl.concat([r.reconciliation for r in results])
+    print(report)
+    print(f"wrote {rows.height} allocation rows to {args.out}")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from podledger.warehouse import DuckDBLoader
+
+    cc = load_cost_center(args.cost_center, args.config)
+    rows = pl.read_parquet(args.rows)
+    loader = DuckDBLoader(cc.warehouse.resolved_path(), cc.warehouse.table)
+    for cluster in _clusters(cc, args.cluster):
+        part = rows.filter(pl.col("cluster") == cluster.name)
+        loader.load(part, cost_center=cc.name, cluster=cluster.name, start=args.start, end=args.end)
+        print(f"loaded {part.height} rows for {cluster.name} into {loader.path}:{loader.table}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from podledger.synth import synthesize
+
+    out = synthesize(args.out, cluster_name=args.cluster_name, nodes=args.nodes, pods=args.pods, hours=args.hours,
+                     start=args.start, seed=args.seed, cluster_label=args.cluster_label)
+    print(f"wrote {out.openmetrics}, CUR 2.0 export under {out.cur_root}, truth {out.truth_pods} and {out.truth_instances}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    for cc in loaded.cost_centers:
+        print(f"ok: cost center {cc.name} ({len(cc.clusters)} clusters)")
+    for _, message in loaded.errors:
+        print(f"error: {message}", file=sys.stderr)
+    return 1 if loaded.errors else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from podledger.demo import run_demo
+
+    return run_demo(Path(args.workdir), use_airflow=not args.no_airflow, keep_running=args.keep_running)
+
+
+def _time(value: str) -> dt.datetime:
+    try:
+        return to_utc(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {value!r} (e.g. 2026-11-02T00:00Z)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="podledger", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    def staged(name: str, help_: str, func) -> argparse.ArgumentParser:  # noqa: ANN001
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--cost-center", required=True)
+        p.add_argument("--config", help="cost-center YAML (default: $PODLEDGER_CONFIG or include/cost_centers.yaml)")
+        p.add_argument("--start", required=True, type=_time, help="range start, UTC (inclusive)")
+        p.add_argument("--end", required=True, type=_time, help="range end, UTC (exclusive)")
+        p.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
+        p.set_defaults(func=func)
+        return p
+
+    staged("export", "export the metric catalog of each cluster-window to storage", cmd_export)
+    staged("validate", "check exported windows are complete and sane", cmd_validate)
+    staged("allocate", "split billed node-hours onto pods and reconcile; write Parquet", cmd_allocate).add_argument(
+        "--out", required=True, help="Parquet file for the allocation rows")
+    staged("load", "replace the hour range in the warehouse table with allocation rows", cmd_load).add_argument(
+        "--rows", required=True, help="Parquet file written by allocate")
+    p = sub.add_parser("synth", help="generate a synthetic cluster: OpenMetrics, CUR 2.0 export, truth")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cluster-name", default="demo-eks")
+    p.add_argument("--nodes", type=int, default=8)
+    p.add_argument("--pods", type=int, default=80)
+    p.add_argument("--hours", type=int, default=6)
+    p.add_argument("--start", type=_time, default=dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc))
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--cluster-label", help="add this label (value = cluster name) to every series (centralized mode)")
+    p.set_defaults(func=cmd_synth)
+    p = sub.add_parser("demo", help="run the whole pipeline on a synthetic cluster with a local stack")
+    p.add_argument("--workdir", default=".podledger/demo")
+    p.add_argument("--no-airflow", action="store_true", help="run the stages directly instead of through Airflow")
+    p.add_argument("--keep-running", action="store_true", help="leave Prometheus and the S3 server running")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("check-config", help="validate a cost-center file")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "start", None) and getattr(args, "end", None) and args.end <= args.start:
+        print(f"error: --end {args.end:%Y-%m-%dT%H:%MZ} must be after --start {args.start:%Y-%m-%dT%H:%MZ}", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except PodledgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Build the DAGs of one cost center: export (scheduled, backfillable) and enrich (on the metrics Asset)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.sdk import DAG, Asset, Param, dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from podledger.config import CostCenterConfig
+from podledger.storage import split_uri
+
+TAG = "podledger"
+EXPORT_DOC = """
+### podledger export — cost center `{name}`
+
+Every interval, for each cluster ({clusters}) and each `{frame}` s window that ends inside the data
+interval, runs the metric catalog's PromQL rollups against the cluster's Prometheus connection and writes
+one file per metric to `{uri}/<cluster>/end=YYYYMMDD/day=D/metric=NAME/<epoch>_NAME.{ext}`, then the
+window's manifest (last). A sensor waits for every manifest, validation checks the windows, and the
+`{asset}` Asset event triggers enrichment.
+
+Re-running a window replaces its objects. Backfill history with
+`airflow backfill create --dag-id {dag_id} --from-date 2026-11-01 --to-date 2026-11-03`, or trigger with
+the `start`/`end` params to export an arbitrary range.
+"""
+ENRICH_DOC = """
+### podledger enrich — cost center `{name}`
+
+Runs when the export DAG marks metrics complete (`{asset}` Asset) or when triggered with `start`/`end`.
+For each cluster it reads the exported metrics and the CUR 2.0 export (`{billing}`), prices every
+node-hour (`{basis}` cost), splits it onto pods (AWS Split Cost Allocation Data rules), fails if any
+cluster-hour does not reconcile with the bill to 1e-9, and replaces those hours in `{table}`.
+Backfill: trigger with `start`/`end` covering the hours to re-enrich (e.g. after a CUR restatement).
+"""
+
+
+def _default_args(cost_center: CostCenterConfig) -> dict[str, Any]:
+    return {"owner": cost_center.owner, "retries": cost_center.retries,
+            "retry_delay": dt.timedelta(seconds=cost_center.retry_delay_seconds),
+            "retry_exponential_backoff": 2.0, "max_retry_delay": dt.timedelta(minutes=20)}
+
+
+def _start_date(cost_center: CostCenterConfig) -> dt.datetime:
+    if cost_center.initial_backfill_date:
+        day = cost_center.initial_backfill_date
+    else:
+        # BACKFILL_DAYS: first runs reach back this far; date-granular so the DAG is stable within a day.
+        day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=cost_center.backfill_days)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+
+def metrics_asset(cost_center: CostCenterConfig) -> Asset:
+    """The Asset updated when a cost center's exported windows are complete and valid."""
+    scheme, bucket, prefix = split_uri(cost_center.storage.uri)
+    return Asset(name=f"podledger_{cost_center.name}_metrics", uri=f"{scheme}://{bucket}/{prefix}/".replace("//", "/").replace(":/", "://"))
+
+
+def _range_params() -> dict[str, Param]:
+    return {
+        "start": Param(None, type=["null", "string"], format="date-time", title="Start (UTC)",
+                       description="Override the data interval start (inclusive), e.g. 2026-11-02T00:00:00Z"),
+        "end": Param(None, type=["null", "string"], format="date-time", title="End (UTC)",
+                     description="Override the data interval end (exclusive)"),
+        "clusters": Param([], type="array", items={"type": "string"}, title="Clusters",
+                          description="Only these clusters (empty: all clusters of the cost center)"),
+    }
+
+
+def build_export_dag(cost_center: CostCenterConfig) -> DAG:
+    """Return the export DAG of ``cost_center``."""
+    scheme, bucket, prefix = split_uri(cost_center.storage.uri)
+    asset = metrics_asset(cost_center)
+    dag_id = f"podledger_export__{cost_center.name}"
+    cluster_names = [c.name for c in cost_center.clusters]
+
+    @dag(dag_id=dag_id, schedule=CronDataIntervalTimetable(cost_center.schedule, timezone="UTC"),
+         start_date=_start_date(cost_center), catchup=True, max_active_runs=4, default_args=_default_args(cost_center),
+         tags=[TAG, "export", f"cost-center:{cost_center.name}"], params=_range_params(),
+         doc_md=EXPORT_DOC.format(name=cost_center.name, clusters=", ".join(cluster_names), frame=cost_center.time_frame_seconds,
+                                  uri=cost_center.storage.uri, ext=cost_center.storage.format, asset=asset.name, dag_id=dag_id))
+    def export_dag() -> None:
+        @task
+        def plan(**context: Any) -> list[dict[str, Any]]:
+            """List the (cluster, window) pairs this run exports."""
+            from podledger.layout import plan_windows, to_utc
+
+            params = context["params"]
+            start = to_utc(params["start"]) if params.get("start") else context["data_interval_start"]
+            end = to_utc(params["end"]) if params.get("end") else context["data_interval_end"]
+            names = params.get("clusters") or cluster_names
+            return [{"cluster": name, "window": w.to_dict()} for name in names
+                    for w in plan_windows(start, end, cost_center.time_frame_seconds)]
+
+        @task(max_active_tis_per_dag=cost_center.queries_batch_size)
+        def export_window(item: dict[str, Any]) -> str:
+            """Export one cluster-window and return its manifest key."""
+            from podledger.export import export_window as run_export
+            from podledger.layout import Window, manifest_key
+            from podledger_airflow.hooks import PrometheusHook
+            from podledger_airflow.stores import S3HookStore
+
+            cluster = cost_center.cluster(item["cluster"])
+            hook = PrometheusHook(cluster.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
+            client = hook.get_conn()
+            hook.check_ready()
+            window = Window.from_dict(item["window"])
+            run_export(client, S3HookStore(bucket, cost_center.storage.aws_conn_id), cost_center, cluster, window)
+            return manifest_key(prefix, cluster.name, window)
+
+        @task
+        def manifest_keys(keys: list[str]) -> list[str]:
+            """Collect the manifest keys the sensor must see."""
+            return list(keys)
+
+        @task(outlets=[asset])
+        def validate(items: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+            """Apply the data-quality rules; on success mark the metrics Asset updated for the range."""
+            from podledger.layout import Window
+            from podledger.validate import validate_windows
+            from podledger_airflow.stores import S3HookStore
+
+            pairs = [(i["cluster"], Window.from_dict(i["window"])) for i in items]
+            findings = validate_windows(S3HookStore(bucket, cost_center.storage.aws_conn_id), cost_center, pairs)
+            extra = {"cost_center": cost_center.name, "clusters": sorted({c for c, _ in pairs}),
+                     "start": min(w.start for _, w in pairs).isoformat() if pairs else None,
+                     "end": max(w.end for _, w in pairs).isoformat() if pairs else None,
+                     "warnings": len(findings)}
+            context["outlet_events"][asset].extra = extra
+            return extra
+
+        items = plan()
+        keys = export_window.expand(item=items)
+        wait = S3KeySensor(task_id="wait_for_manifests", bucket_name=bucket, bucket_key=manifest_keys(keys),
+                           aws_conn_id=cost_center.storage.aws_conn_id, deferrable=True, poke_interval=30,
+                           timeout=3600)
+        wait >> validate(items)
+
+    return export_dag()
+
+
+def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
+    """Return the enrichment DAG of ``cost_center`` (scheduled on its metrics Asset)."""
+    scheme, bucket, prefix = split_uri(cost_center.storage.uri)
+    asset = metrics_asset(cost_center)
+    dag_id = f"podledger_enrich__{cost_center.name}"
+    cluster_names = [c.name for c in cost_center.clusters]
+
+    @dag(dag_id=dag_id, schedule=[asset], start_date=_start_date(cost_center), catchup=False, max_active_runs=1,
+         default_args=_default_args(cost_center), tags=[TAG, "enrich", f"cost-center:{cost_center.name}"],
+         params=_range_params(),
+         doc_md=ENRICH_DOC.format(name=cost_center.name, asset=asset.name, billing=cost_center.billing.uri,
+                                  basis=cost_center.billing.cost_basis, table=cost_center.warehouse.table))
+    def enrich_dag() -> None:
+        @task
+        def hour_range(**context: Any) -> dict[str, Any]:
+            """Pick the hours to enrich: the params, else the triggering Asset events, else the data interval."""
+            from podledger.layout import to_utc
+
+            params = context["params"]
+            if params.get("start") and params.get("end"):
+                start, end = to_utc(params["start"]), to_utc(params["end"])
+            else:
+                events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+                extras = [e.extra for e in events if e.extra and e.extra.get("start")]
+                if extras:
+                    start = min(to_utc(x["start"]) for x in extras)
+                    end = max(to_utc(x["end"]) for x in extras)
+                else:
+                    start, end = context["data_interval_start"], context["data_interval_end"]
+            start = start.replace(minute=0, second=0, microsecond=0)
+            if end.minute or end.second:
+                end = end.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+            clusters = params.get("clusters") or cluster_names
+            if end <= start:
+                raise ValueError(f"cost center {cost_center.name}: empty hour range {start} .. {end}; pass start/end params")
+            return {"start": start.isoformat(), "end": end.isoformat(), "clusters": clusters}
+
+        @task
+        def allocate(cluster_name: str, rng: dict[str, Any]) -> dict[str, Any]:
+            """Allocate and reconcile one cluster's hours; write the rows as Parquet next to its metrics."""
+            import io
+
+            from podledger.enrich import enrich_cluster
+            from podledger.layout import to_utc
+            from podledger.storage import split_uri as split
+            from podledger_airflow.stores import S3HookStore
+
+            if cluster_name not in rng["clusters"]:
+                return {"cluster": cluster_name, "key": None}
+            _, billing_bucket, _ = split(cost_center.billing.uri)
+            metrics_store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
+            result = enrich_cluster(cost_center, cost_center.cluster(cluster_name), to_utc(rng["start"]), to_utc(rng["end"]),
+                                    metrics_store=metrics_store,
+                                    billing_store=S3HookStore(billing_bucket, cost_center.billing.aws_conn_id))
+            start, end = to_utc(rng["start"]), to_utc(rng["end"])
+            key = f"{prefix}/{cluster_name}/_allocations/{start:%Y%m%dT%H}_{end:%Y%m%dT%H}.parquet".lstrip("/")
+            buffer = io.BytesIO()
+            result.rows.write_parquet(buffer)
+            metrics_store.put(key, buffer.getvalue())
+            total = result.reconciliation["billed_cost"].sum()
+            print(result.reconciliation)
+            return {"cluster": cluster_name, "key": key, "rows": result.rows.height, "billed_cost": total}
+
+        @task
+        def load(outputs: list[dict[str, Any]], rng: dict[str, Any]) -> int:
+            """Replace the hour range of each allocated cluster in the warehouse, one transaction each."""
+            import io
+
+            import polars as pl
+
+            from podledger.layout import to_utc
+            from podledger.warehouse import DuckDBLoader
+            from podledger_airflow.stores import S3HookStore
+
+            store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
+            loader = DuckDBLoader(cost_center.warehouse.resolved_path(), cost_center.warehouse.table)
+            loaded = 0
+            for out in outputs:
+                if not out["key"]:
+                    continue
+                rows = pl.read_parquet(io.BytesIO(store.get(out["key"])))
+                loaded += loader.load(rows, cost_center=cost_center.name, cluster=out["cluster"],
+                                      start=to_utc(rng["start"]), end=to_utc(rng["end"]))
+            return loaded
+
+        rng = hour_range()
+        outputs = allocate.partial(rng=rng).expand(cluster_name=cluster_names)
+        load(outputs, rng)
+
+    return enrich_dag()
+
+
+def build_config_error_dag(label: str, message: str) -> DAG:
+    """Return a DAG whose only task fails with a config error, so the problem shows in the UI."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "unnamed"
+
+    @dag(dag_id=f"podledger_config_error__{safe}", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+         catchup=False, tags=[TAG, "config-error"], default_args={"owner": "podledger", "retries": 0},
+         doc_md=f"### Invalid podledger cost center\n\n```\n{message}\n```\n\nFix the file and the real DAGs appear.")
+    def config_error() -> None:
+        @task
+        def report() -> None:
+            """Fail with the configuration error."""
+            from podledger.exceptions import ConfigError
+
+            raise ConfigError(message)
+
+        report()
+
+    return config_error()

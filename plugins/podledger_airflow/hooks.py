@@ -1,0 +1,44 @@
+"""PrometheusHook: an Airflow connection -> an authenticated prometheus-api-client ``PrometheusConnect``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from podledger.connections import ConnectionInfo
+from podledger.promclient import check_ready, client_from_connection
+
+
+class PrometheusHook(BaseHook):
+    """Interact with a Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
+
+    Connection fields: host (may include the scheme), port, schema (path prefix such as ``prometheus``),
+    login/password (basic auth). Extras: ``token`` (sent as a ``token`` header), ``bearer_token``,
+    ``x_scope_orgid`` (tenant), ``headers`` (dict), ``verify`` (false or a CA bundle path), ``scheme``.
+    """
+
+    conn_name_attr = "prometheus_conn_id"
+    default_conn_name = "prometheus_default"
+    conn_type = "http"
+    hook_name = "Prometheus"
+
+    def __init__(self, prometheus_conn_id: str = default_conn_name, timeout: float = 120.0) -> None:
+        super().__init__()
+        self.prometheus_conn_id = prometheus_conn_id
+        self.timeout = timeout
+
+    def connection_info(self) -> ConnectionInfo:
+        """Return the connection's fields in podledger's own (Airflow-free) shape."""
+        conn = self.get_connection(self.prometheus_conn_id)
+        return ConnectionInfo(conn_id=self.prometheus_conn_id, conn_type=conn.conn_type or "", host=conn.host or "",
+                              schema=conn.schema or "", login=conn.login, password=conn.password, port=conn.port,
+                              extra=conn.extra_dejson)
+
+    def get_conn(self) -> Any:
+        """Return a ``PrometheusConnect`` client configured from the connection."""
+        return client_from_connection(self.connection_info(), self.timeout)
+
+    def check_ready(self, path: str = "/-/ready") -> None:
+        """Raise unless the endpoint's readiness path answers 200."""
+        check_ready(self.get_conn(), path)
