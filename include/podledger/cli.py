@@ -15,7 +15,7 @@ from pathlib import Path
 from podledger.config import CostCenterConfig, load_config, load_cost_center
 from podledger.connections import get_connection, s3_storage_options
 from podledger.exceptions import PodledgerError
-from podledger.layout import Window, plan_windows, to_utc
+from podledger.layout import plan_windows, to_utc
 from podledger.storage import FsspecStore, split_uri
 
 log = logging.getLogger("podledger")
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=8)
     p.add_argument("--pods", type=int, default=80)
     p.add_argument("--hours", type=int, default=6)
-    p.add_argument("--start", type=_time, default=dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc))
+    p.add_argument("--start", type=_time, default=dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--cluster-label", help="add this label (value = cluster name) to every series (centralized mode)")
     p.set_defaults(func=cmd_synth)

@@ -110,6 +110,7 @@ class CostCenterConfig(_Model):
     backfill_days: int = Field(3, ge=0)
     queries_batch_size: int = Field(5, ge=1, le=50)
     query_timeout_seconds: float = Field(120.0, gt=0)
+    query_retries: int = Field(4, ge=0, le=10)
     retries: int = Field(3, ge=0, le=20)
     retry_delay_seconds: int = Field(60, ge=1)
     clusters: tuple[ClusterConfig, ...] = Field(min_length=1)

@@ -63,7 +63,7 @@ def _value(sample: list[Any]) -> float | None:
 
 
 def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
-                 cluster_label: str | None, timeout: float) -> MetricFrame:
+                 cluster_label: str | None, timeout: float, retries: int = 4) -> MetricFrame:
     """Run every column query of ``spec`` at the window's end and join them on the key labels."""
     rows: dict[tuple, dict[str, Any]] = {}
     series = 0
@@ -74,7 +74,7 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
         query = render(template, window_seconds=window.seconds, interval_seconds=cluster.scrape_interval_seconds,
                        cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
         context = f"cluster {cluster.name}, window {window}, metric {spec.name} ({column})"
-        result = instant_query(client, query, at, context=context, timeout=timeout)
+        result = instant_query(client, query, at, context=context, timeout=timeout, retries=retries)
         seconds += result.seconds
         received += result.bytes_received
         series += len(result.series)
@@ -127,11 +127,16 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
 
     def run(spec: MetricSpec) -> MetricFrame:
         return query_metric(client, spec, cluster, window, cluster_label=cluster_label,
-                            timeout=cost_center.query_timeout_seconds)
+                            timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
 
     # Threads bound concurrency (QUERIES_BATCH_SIZE) and memory: at most that many results in flight.
-    with ThreadPoolExecutor(max_workers=cost_center.queries_batch_size) as pool:
-        frames = list(pool.map(run, metrics))
+    # The first failure cancels the queries not started yet: the window fails as a whole.
+    pool = ThreadPoolExecutor(max_workers=cost_center.queries_batch_size)
+    try:
+        futures = [pool.submit(run, spec) for spec in metrics]
+        frames = [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
     entries: dict[str, Any] = {}
     for frame in frames:

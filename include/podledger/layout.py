@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MANIFEST_DIR = "_manifests"
 EXTENSIONS = {"parquet": "parquet", "json.gz": "json.gz"}
 

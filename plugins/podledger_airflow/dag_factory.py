@@ -49,8 +49,8 @@ def _start_date(cost_center: CostCenterConfig) -> dt.datetime:
         day = cost_center.initial_backfill_date
     else:
         # BACKFILL_DAYS: first runs reach back this far; date-granular so the DAG is stable within a day.
-        day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=cost_center.backfill_days)
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+        day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=cost_center.backfill_days)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def metrics_asset(cost_center: CostCenterConfig) -> Asset:
@@ -238,7 +238,7 @@ def build_config_error_dag(label: str, message: str) -> DAG:
     """Return a DAG whose only task fails with a config error, so the problem shows in the UI."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "unnamed"
 
-    @dag(dag_id=f"podledger_config_error__{safe}", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    @dag(dag_id=f"podledger_config_error__{safe}", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
          catchup=False, tags=[TAG, "config-error"], default_args={"owner": "podledger", "retries": 0},
          doc_md=f"### Invalid podledger cost center\n\n```\n{message}\n```\n\nFix the file and the real DAGs appear.")
     def config_error() -> None:

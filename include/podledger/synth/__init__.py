@@ -29,11 +29,11 @@ class SynthOutput:
 
     @property
     def start(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.cluster.start, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.cluster.start, dt.UTC)
 
     @property
     def end(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.cluster.end, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.cluster.end, dt.UTC)
 
 
 def synthesize(out_dir: str | Path, *, cluster_name: str = "demo-eks", nodes: int = 8, pods: int = 80,

@@ -187,7 +187,7 @@ def build_cluster(name: str = "demo-eks", nodes: int = 8, pods: int = 80, start:
                   hours: int = 6, seed: int = 7) -> Cluster:
     """Simulate a cluster of ``nodes`` nodes and about ``pods`` pods over ``hours`` hours from ``start``."""
     rng = random.Random(seed)
-    start = start or dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
+    start = start or dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
     t0 = int(start.timestamp())
     t0 -= t0 % 3600
     t_end = t0 + hours * 3600

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from podledger.synth.cluster import ACCOUNT_ID, REGION, Cluster, Node, stable_hex
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SPOT_DISCOUNT = 0.35  # spot price as a fraction of on-demand
 SP_RATE = 0.72  # savings plan effective cost as a fraction of on-demand
 RI_RATE = 0.62  # reserved instance effective cost as a fraction of on-demand

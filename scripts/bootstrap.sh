@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything podledger needs on a fresh Debian/Ubuntu machine; safe to run again.
+#   - Debian's prometheus package (prometheus + promtool) when missing
+#   - uv, then a .venv with the pinned requirements (+ dev requirements with --dev) and podledger itself
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "==> installing Debian's prometheus package (prometheus, promtool)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if ! command -v uv >/dev/null 2>&1 && ! "$PYTHON" -m uv --version >/dev/null 2>&1; then
+  echo "==> installing uv"
+  "$PYTHON" -m pip install -q "uv==0.13.9"
+fi
+UV="uv"
+command -v uv >/dev/null 2>&1 || UV="$PYTHON -m uv"
+
+if [ ! -x .venv/bin/python ]; then
+  $UV venv -q -p "$PYTHON" .venv
+fi
+REQ=requirements.txt
+if [ "${1:-}" = "--dev" ]; then REQ=requirements-dev.txt; fi
+$UV pip install -q -p .venv/bin/python -r "$REQ"
+$UV pip install -q -p .venv/bin/python --no-deps -e .

@@ -1,0 +1,31 @@
+"""Constants and builders shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from podledger.config import CostCenterConfig
+
+UTC = dt.UTC
+SYNTH_START = dt.datetime(2026, 11, 2, tzinfo=UTC)
+SYNTH_HOURS = 4
+ACCESS_KEY, SECRET_KEY = "podledger-test", "podledger-test-secret"
+
+
+def s3_options(url: str) -> dict:
+    """fsspec/s3fs options for the moto server at ``url``."""
+    return {"key": ACCESS_KEY, "secret": SECRET_KEY, "client_kwargs": {"endpoint_url": url, "region_name": "us-east-1"}}
+
+
+def make_cost_center(bucket: str, name: str = "test", **overrides) -> CostCenterConfig:
+    """A cost center pointed at the synthetic cluster, the given metrics bucket and the billing bucket."""
+    data = {
+        "name": name,
+        "clusters": [{"name": "demo-eks", "prometheus_conn_id": "prometheus_test"}],
+        "storage": {"uri": f"s3://{bucket}/k8s/prometheus"},
+        "billing": {"uri": "s3://billing/cur/podledger-cur"},
+        "retries": 0,
+        "query_retries": 0,
+        **overrides,
+    }
+    return CostCenterConfig.model_validate(data)

@@ -1,0 +1,54 @@
+"""CUR 2.0 node pricing on the synthetic delivery: every purchase option, nothing else leaks in."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from podledger.billing import control_plane_costs, instance_hour_costs
+from podledger.synth import build_cluster
+from podledger.synth.cur import build_cur
+
+
+@pytest.fixture(scope="module")
+def cur():
+    cluster = build_cluster(nodes=8, pods=30, hours=2)
+    table, truth = build_cur(cluster)
+    frame = pl.from_arrow(table).with_columns(
+        pl.col("resource_tags").map.entries(), pl.col("product").map.entries(),
+        pl.col("line_item_usage_start_date").alias("hour_start"))
+    return frame, pl.DataFrame(truth), cluster
+
+
+def test_amortized_node_prices_match_truth(cur):
+    frame, truth, cluster = cur
+    costs = instance_hour_costs(frame, "amortized", ("aws_eks_cluster_name", "user_eks_cluster_name"))
+    expected = truth.filter(pl.col("instance_id").str.starts_with("i-"))
+    joined = expected.join(costs, on="instance_id", how="left").filter(pl.col("hour_start") == pl.col("hour_start_right"))
+    assert joined.height == expected.height
+    assert (joined["amortized_cost"] - joined["cost"]).abs().max() < 1e-12
+    spot = [n for n in cluster.nodes if n.purchase == "spot"][0]
+    assert costs.filter(pl.col("instance_id") == spot.instance_id)["instance_type"][0] == spot.instance_type
+    assert set(costs["cluster_tag"].unique()) == {cluster.name}
+
+
+def test_cost_bases_differ_as_aws_defines_them(cur):
+    frame, _, cluster = cur
+    sp = [n for n in cluster.nodes if n.purchase == "savings_plan"][0]
+    ri = [n for n in cluster.nodes if n.purchase == "reserved"][0]
+
+    def price(basis: str, node) -> float:
+        costs = instance_hour_costs(frame, basis, ())
+        return costs.filter(pl.col("instance_id") == node.instance_id)["cost"][0]
+
+    assert price("public_on_demand", sp) == pytest.approx(sp.on_demand_rate)
+    assert price("unblended", sp) == pytest.approx(0.0)  # covered usage minus its negation
+    assert price("amortized", sp) == pytest.approx(sp.on_demand_rate * 0.72)
+    assert price("amortized", ri) == pytest.approx(ri.on_demand_rate * 0.62)
+    assert price("net_amortized", ri) == pytest.approx(ri.on_demand_rate * 0.62)  # no discounts: falls back
+
+
+def test_control_plane_is_priced_per_cluster(cur):
+    frame, _, cluster = cur
+    plane = control_plane_costs(frame, "amortized")
+    assert plane["cluster"].unique().to_list() == [cluster.name] and plane["cost"].sum() == pytest.approx(0.2)

@@ -1,0 +1,136 @@
+"""The whole slice against a real Prometheus and the S3 endpoint: export, validate, allocate, load."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import polars as pl
+import pytest
+
+from helpers import SYNTH_HOURS, SYNTH_START, make_cost_center
+from podledger.cli import main as cli
+from podledger.connections import ConnectionInfo
+from podledger.enrich import enrich_cluster
+from podledger.exceptions import PrometheusQueryError
+from podledger.export import export_window
+from podledger.layout import manifest_key, plan_windows
+from podledger.promclient import check_ready, client_from_connection
+from podledger.warehouse import DuckDBLoader
+
+END = SYNTH_START + dt.timedelta(hours=SYNTH_HOURS)
+KEY_RE = re.compile(r"^k8s/prometheus/demo-eks/end=(\d{8})/day=(\d{1,2})/metric=([a-z_]+)/(\d{10})_\3\.(parquet|json\.gz)$")
+MANIFEST_RE = re.compile(r"^k8s/prometheus/demo-eks/end=\d{8}/day=\d{1,2}/_manifests/\d{10}_(manifest|validation)\.json$")
+
+
+def _span() -> list[str]:
+    return ["--cost-center", "test", "--start", SYNTH_START.isoformat(), "--end", END.isoformat()]
+
+
+@pytest.fixture
+def config_file(tmp_path, fresh_bucket):
+    def write(**overrides) -> str:
+        cc = make_cost_center(fresh_bucket, **overrides)
+        path = tmp_path / "cost_centers.yaml"
+        path.write_text(json.dumps({"cost_centers": [json.loads(cc.model_dump_json())]}))
+        return str(path)
+
+    return write
+
+
+def test_slice_end_to_end(stack_env, config_file, fresh_bucket, store_factory, synth, tmp_path):
+    config = config_file()
+    rows_path = tmp_path / "rows.parquet"
+    assert cli(["export", *_span(), "--config", config]) == 0
+    assert cli(["validate", *_span(), "--config", config]) == 0
+    assert cli(["allocate", *_span(), "--config", config, "--out", str(rows_path)]) == 0
+    assert cli(["load", *_span(), "--config", config, "--rows", str(rows_path)]) == 0
+
+    # (a) every object key follows the seed layout exactly.
+    keys = store_factory(fresh_bucket).list("k8s/prometheus")
+    data_keys = [k for k in keys if "/metric=" in k]
+    assert data_keys and all(KEY_RE.match(k) for k in data_keys), [k for k in data_keys if not KEY_RE.match(k)][:3]
+    assert all(MANIFEST_RE.match(k) for k in keys if "/metric=" not in k)
+    for key in data_keys:
+        end, day, _, epoch, _ = KEY_RE.match(key).groups()
+        start = dt.datetime.fromtimestamp(int(epoch), dt.UTC)
+        assert int(day) == start.day and end == "20261201"
+    assert len(data_keys) == SYNTH_HOURS * len({KEY_RE.match(k).group(3) for k in data_keys})
+
+    # (b) exported requests and usage per pod-hour match the generator's truth within 1%.
+    rows = pl.read_parquet(rows_path)
+    pods = rows.filter(~pl.col("namespace").str.starts_with("__"))
+    truth = pl.read_parquet(synth.truth_pods).filter(pl.col("running_seconds") > 0)
+    joined = truth.join(pods, left_on=["window_start", "uid"], right_on=["hour_start", "uid"], how="full", suffix="_got")
+    assert joined.filter(pl.col("pod").is_null() | pl.col("pod_got").is_null()).height == 0
+    for column in ("cpu_request_core_hours", "cpu_usage_core_hours", "memory_request_gib_hours", "memory_usage_gib_hours",
+                   "network_transmit_bytes"):
+        rel = joined.select(((pl.col(f"{column}_got") - pl.col(column)).abs() / pl.col(column).abs().clip(1e-12)).max()).item()
+        assert rel < 0.01, f"{column}: max relative error {rel}"
+
+    # (c) the loaded rows reconcile with the CUR cost of the cluster's resources for every hour.
+    instances = pl.read_parquet(synth.truth_instances)
+    billed = instances.group_by("hour_start").agg(pl.col("amortized_cost").sum().alias("billed"))
+    loader = DuckDBLoader(tmp_path / "warehouse.duckdb")
+    loaded = loader.query("SELECT hour_start, sum(total_cost) AS allocated, count(*) AS n FROM k8s_cost_allocation GROUP BY 1")
+    check = loaded.join(billed.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))), on="hour_start")
+    assert check.height == SYNTH_HOURS
+    assert ((check["allocated"] - check["billed"]).abs() <= 1e-9 * check["billed"]).all(), check
+    sentinels = set(rows["namespace"].unique()) & {"__unallocated__", "__cluster_overhead__"}
+    assert sentinels == {"__unallocated__", "__cluster_overhead__"}
+
+    # Loading the same hours again replaces them: exactly one copy of every row.
+    assert cli(["load", *_span(), "--config", config, "--rows", str(rows_path)]) == 0
+    again = loader.query("SELECT count(*) AS n FROM k8s_cost_allocation").item()
+    assert again == rows.height
+
+
+def test_reexport_replaces_objects_with_same_content(stack_env, fresh_bucket, store_factory, prometheus):
+    cc = make_cost_center(fresh_bucket)
+    store = store_factory(fresh_bucket)
+    client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=prometheus.port))
+    window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
+    first = export_window(client, store, cc, cc.clusters[0], window)
+    before = {k: store.get(k) for k in store.list("k8s/prometheus") if "/metric=" in k}
+    second = export_window(client, store, cc, cc.clusters[0], window)
+    after = {k: store.get(k) for k in store.list("k8s/prometheus") if "/metric=" in k}
+    assert before == after
+    assert {k: v["rows"] for k, v in first["metrics"].items()} == {k: v["rows"] for k, v in second["metrics"].items()}
+
+
+def test_json_gz_format_allocates_like_parquet(stack_env, fresh_bucket, store_factory, prometheus, moto):
+    client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=prometheus.port))
+    results = {}
+    for fmt in ("parquet", "json.gz"):
+        cc = make_cost_center(fresh_bucket, storage={"uri": f"s3://{fresh_bucket}/{fmt.replace('.', '')}", "format": fmt})
+        store = store_factory(fresh_bucket)
+        for window in plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=2), 3600):
+            export_window(client, store, cc, cc.clusters[0], window)
+        result = enrich_cluster(cc, cc.clusters[0], SYNTH_START, SYNTH_START + dt.timedelta(hours=2),
+                                metrics_store=store, billing_store=store_factory("billing"))
+        results[fmt] = result.rows.sort("hour_start", "node", "namespace", "pod").select(
+            "namespace", "pod", "total_cost", "cpu_usage_core_hours")
+    assert any(k.endswith(".json.gz") for k in store_factory(fresh_bucket).list("jsongz"))
+    assert results["parquet"].equals(results["json.gz"])
+
+
+def test_unreachable_prometheus_fails_clearly_and_leaves_window_incomplete(stack_env, fresh_bucket, store_factory, prometheus):
+    from podledger.stack import free_port
+
+    cc = make_cost_center(fresh_bucket)
+    store = store_factory(fresh_bucket)
+    window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
+    good = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=prometheus.port))
+    export_window(good, store, cc, cc.clusters[0], window)
+    key = manifest_key("k8s/prometheus", "demo-eks", window)
+    assert store.exists(key)
+    dead = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=free_port(), password="s3cret-token"))
+    with pytest.raises(PrometheusQueryError, match="not reachable"):
+        check_ready(dead)
+    with pytest.raises(PrometheusQueryError) as failure:
+        export_window(dead, store, cc, cc.clusters[0], window)
+    message = str(failure.value)
+    assert "cluster demo-eks" in message and "window 2026-11-02T00:00Z" in message and "metric " in message
+    assert "s3cret" not in message
+    assert not store.exists(key), "a failed re-export must not leave the old manifest claiming the window is complete"
