@@ -97,7 +97,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from podledger.synth import synthesize
 
-    out = synthesize(args.out, cluster_name=args.cluster_name, nodes=args.nodes, pods=args.pods, hours=args.hours,
+    hours = args.days * 24 if args.days else args.hours
+    out = synthesize(args.out, cluster_name=args.cluster_name, nodes=args.nodes, pods=args.pods, hours=hours,
                      start=args.start, seed=args.seed, cluster_label=args.cluster_label)
     print(f"wrote {out.openmetrics}, CUR 2.0 export under {out.cur_root}, truth {out.truth_pods} and {out.truth_instances}")
     return 0
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=8)
     p.add_argument("--pods", type=int, default=80)
     p.add_argument("--hours", type=int, default=6)
+    p.add_argument("--days", type=int, help="simulate this many days (overrides --hours)")
     p.add_argument("--start", type=_time, default=dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--cluster-label", help="add this label (value = cluster name) to every series (centralized mode)")
