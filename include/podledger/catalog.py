@@ -245,3 +245,25 @@ def render(template: str, *, window_seconds: int, interval_seconds: int, cluster
         interval=interval_seconds,
         step=step_seconds,
     )
+
+
+# --- probes: small diagnostic queries whose answers go into the manifest for the validation rules ---
+KSM_V1_METRICS = ("kube_pod_container_resource_requests_cpu_cores", "kube_pod_container_resource_requests_memory_bytes",
+                  "kube_node_status_capacity_cpu_cores", "kube_node_status_capacity_memory_bytes",
+                  "kube_node_status_allocatable_cpu_cores", "kube_node_status_allocatable_memory_bytes")
+_CPU_CONTAINERS = f"{CADVISOR_CPU}{{{{{CONTAINER_FILTER}{{sel}}}}}}"
+PROBES: dict[str, str] = {
+    # kube-state-metrics v1 names (removed in v2.0): present means an old KSM (reference data-sources §4.1).
+    # last_over_time drops __name__, so copy it into a label first (in a subquery: label_replace needs an instant vector).
+    "ksm_v1_metrics": f'count by (metric_name) (last_over_time(label_replace({{{{__name__=~"{"|".join(KSM_V1_METRICS)}"{{sel}}}}}}, '
+                      f'"metric_name", "$1", "__name__", "(.+)")[{{range}}:{{step}}s]))',
+    # The same container scraped by two jobs/instances (kubelet cAdvisor + a standalone cAdvisor).
+    "duplicate_scrapes": f"count by (namespace, pod, container) (count by (namespace, pod, container, job, instance) "
+                         f"(last_over_time({_CPU_CONTAINERS}[{{range}}]))) > 1",
+    # Pods whose CPU is only reported by the pod-level cgroup (container="") and never per container.
+    "aggregate_only_pods": f'count by (namespace, pod) (last_over_time({CADVISOR_CPU}{{{{container="",image="",pod!=""{{sel}}}}}}[{{range}}])) '
+                           f"unless on (namespace, pod) count by (namespace, pod) (last_over_time({_CPU_CONTAINERS}[{{range}}]))",
+    "counter_resets": f"sum by (namespace, pod, container) (resets({_CPU_CONTAINERS}[{{range}}])) > 0",
+}
+# Centralized mode only: which values the cluster label takes (is this cluster there at all?).
+CLUSTER_VALUES_PROBE = "count by ({label}) (last_over_time(kube_node_info[{range}]))"

@@ -55,7 +55,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
     items = [(c.name, w) for c in _clusters(cc, args.cluster)
              for w in plan_windows(args.start, args.end, cc.time_frame_seconds)]
-    findings = validate_windows(store, cc, items)
+    peers = []
+    for other in load_config(args.config).cost_centers:
+        if other.name != cc.name:
+            try:
+                peers.append((other, store_for(other.storage.uri, other.storage.aws_conn_id)))
+            except PodledgerError as exc:
+                log.warning("cost center %s not checked for shared nodes: %s", other.name, exc)
+    findings = validate_windows(store, cc, items, peers)
+    for finding in findings:
+        print(finding)
     print(f"validated {len(items)} cluster-windows: 0 errors, {len(findings)} warnings")
     return 0
 

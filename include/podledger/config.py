@@ -109,6 +109,8 @@ class CostCenterConfig(_Model):
     initial_backfill_date: dt.date | None = None
     backfill_days: int = Field(3, ge=0)
     queries_batch_size: int = Field(5, ge=1, le=50)
+    # CLUSTER_LABEL_NAME: in centralized mode (clusters with cluster_label_value), the label naming the cluster.
+    cluster_label: str = Field("cluster", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
     query_timeout_seconds: float = Field(120.0, gt=0)
     query_retries: int = Field(4, ge=0, le=10)
     retries: int = Field(3, ge=0, le=20)

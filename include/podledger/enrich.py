@@ -14,7 +14,7 @@ import gzip
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -22,9 +22,10 @@ from podledger.allocation import allocate_hour, billed_cost, node_hours, reconci
 from podledger.billing import control_plane_costs, entries_of_maps, instance_hour_costs, read_cur
 from podledger.catalog import CATALOG_BY_NAME
 from podledger.config import ClusterConfig, CostCenterConfig
-from podledger.exceptions import ExportIncompleteError, ReconciliationError
+from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
 from podledger.layout import Window, manifest_key, plan_windows, to_utc
 from podledger.storage import ObjectStore, split_uri
+from podledger.validate import check_billing
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,11 @@ MAX_VALUE_COLUMNS = {"value", "peak_bytes"}
 
 @dataclass
 class EnrichResult:
-    """Allocation rows and the per-hour reconciliation of one cluster and hour range."""
+    """Allocation rows, the per-hour reconciliation and the billing findings of one cluster and hour range."""
 
     rows: pl.DataFrame
     reconciliation: pl.DataFrame
+    findings: list = field(default_factory=list)
 
 
 def read_metric_file(store: ObjectStore, key: str) -> pl.DataFrame:
@@ -115,6 +117,13 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         log.info("cluster %s hour %s: %d rows", cluster.name, f"{hour:%Y-%m-%dT%H}Z", rows[-1].height)
     all_rows = pl.concat(rows)
     nodes = pl.concat(node_instances).with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC")))
+    findings = check_billing(cur, instance_costs.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))), nodes,
+                             cluster=cluster.name, source=cost_center.billing.uri)
+    for finding in findings:
+        (log.error if finding.severity == "error" else log.warning)("%s", finding)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise BillingDataError(f"cost center {cost_center.name}: {len(errors)} billing error(s); first: {errors[0]}")
     billed = billed_cost(instance_costs.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))),
                          control_plane.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))), nodes, cluster.name)
     report = reconcile(all_rows, billed).with_columns(pl.lit(cluster.name).alias("cluster"))
@@ -124,4 +133,4 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         raise ReconciliationError(
             f"cost center {cost_center.name}, cluster {cluster.name}: {bad.height} hour(s) do not reconcile; first "
             f"{first['hour_start']:%Y-%m-%dT%H}Z allocated {first['allocated_cost']:.10f} vs billed {first['billed_cost']:.10f}")
-    return EnrichResult(all_rows, report)
+    return EnrichResult(all_rows, report, findings)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from podledger import __version__
-from podledger.catalog import CATALOG, NON_LABEL_KEYS, MetricSpec, render
+from podledger.catalog import CATALOG, CLUSTER_VALUES_PROBE, NON_LABEL_KEYS, PROBES, MetricSpec, render
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
 from podledger.promclient import instant_query
@@ -94,6 +94,27 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
     return MetricFrame(spec, _table(spec, cluster.name, window, rows), series, seconds, received)
 
 
+def run_probes(client: Any, cluster: ClusterConfig, window: Window, *, cluster_label: str | None,
+               timeout: float, retries: int) -> dict[str, Any]:
+    """Run the diagnostic probes of the catalog; return their answers (label sets and values) for the manifest."""
+    answers: dict[str, Any] = {}
+    at = window.end.timestamp()
+    for name, template in PROBES.items():
+        query = render(template, window_seconds=window.seconds, interval_seconds=cluster.scrape_interval_seconds,
+                       cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
+        result = instant_query(client, query, at, context=f"cluster {cluster.name}, window {window}, probe {name}",
+                               timeout=timeout, retries=retries)
+        answers[name] = [{**item.get("metric", {}), "value": float(item["value"][1])} for item in result.series[:50]]
+        answers[f"{name}_count"] = len(result.series)
+    if cluster_label:
+        query = CLUSTER_VALUES_PROBE.format(label=cluster_label, range=f"{window.seconds * 1000 - 1}ms")
+        result = instant_query(client, query, at, context=f"cluster {cluster.name}, window {window}, probe cluster_values",
+                               timeout=timeout, retries=retries)
+        answers["cluster_label"] = cluster_label
+        answers["cluster_label_values"] = sorted(item["metric"].get(cluster_label, "") for item in result.series)
+    return answers
+
+
 def serialise(table: pa.Table, fmt: str) -> bytes:
     """Serialise a metric table as Parquet (zstd) or gzipped JSON lines (the seed's format)."""
     if fmt == "parquet":
@@ -112,8 +133,7 @@ def serialise(table: pa.Table, fmt: str) -> bytes:
 
 
 def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
-                  window: Window, *, cluster_label: str | None = None,
-                  metrics: tuple[MetricSpec, ...] = CATALOG) -> dict[str, Any]:
+                  window: Window, *, metrics: tuple[MetricSpec, ...] = CATALOG) -> dict[str, Any]:
     """Export one cluster-window and return its manifest; the manifest is written only after every file.
 
     The old manifest is deleted first, so a run killed half way leaves the window visibly incomplete
@@ -121,6 +141,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
     """
     _, _, prefix = split_uri(cost_center.storage.uri)
     fmt = cost_center.storage.format
+    # Centralized mode: the cluster's series are selected by the cluster label's value.
+    cluster_label = cost_center.cluster_label if cluster.cluster_label_value is not None else None
     started = time.perf_counter()
     m_key = manifest_key(prefix, cluster.name, window)
     store.delete([m_key] if store.exists(m_key) else [])
@@ -138,6 +160,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
+    probes = run_probes(client, cluster, window, cluster_label=cluster_label,
+                        timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
     entries: dict[str, Any] = {}
     for frame in frames:
         key = metric_key(prefix, cluster.name, window, frame.spec.name, fmt)
@@ -161,6 +185,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         "exporter": {"name": "podledger", "version": __version__},
         "export_seconds": round(time.perf_counter() - started, 3),
         "metrics": entries,
+        "probes": probes,
     }
     store.put(m_key, json.dumps(manifest, indent=1, sort_keys=True).encode())
     log.info("cluster %s window %s: complete, manifest %s", cluster.name, window, m_key)

@@ -24,6 +24,9 @@ from podledger.synth.cluster import (
 )
 
 KSM = {"job": "kube-state-metrics", "instance": "10.0.200.10:8080"}
+# Data-quality faults the generator can inject (validation tests provoke each rule with real series).
+FAULTS = frozenset({"duplicate_scrape", "pod_without_node", "bad_provider_id", "no_node_labels", "aggregate_only",
+                    "besteffort_usage", "requests_without_usage", "counter_reset", "scrape_gap"})
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 
@@ -45,14 +48,19 @@ def window_start(t: int) -> int:
 
 
 class _Writer:
-    def __init__(self, out: IO[str], extra: dict[str, str]) -> None:
+    def __init__(self, out: IO[str], extra: dict[str, str], faults: frozenset[str] = frozenset(),
+                 gap: tuple[int, int] | None = None) -> None:
         self.out = out
         self.extra = extra
+        self.faults = faults
+        self.gap = gap  # (start, end]: no sample of any series in it (a Prometheus outage)
         self.series = 0
         self.samples = 0
 
     def series_of(self, name: str, labels: dict[str, str], points: Iterable[tuple[int, float]]) -> None:
         head = name + _labels({**labels, **self.extra})
+        if self.gap:
+            points = [(t, v) for t, v in points if not self.gap[0] < t <= self.gap[1]]
         lines = [f"{head} {_fmt(v)} {t}\n" for t, v in points]
         if lines:
             self.out.writelines(lines)
@@ -65,10 +73,13 @@ class _Writer:
 
 def _node_series(w: _Writer, cluster: Cluster, node: Node) -> None:
     s, e = cluster.start, cluster.end
+    provider_id = node.provider_id
+    if "bad_provider_id" in w.faults and node is cluster.nodes[0]:
+        provider_id = "kind://docker/kind/kind-worker"
     w.constant("kube_node_info", {**KSM, "node": node.name, "kernel_version": "5.10.225-213.878.amzn2.x86_64",
                                   "os_image": "Amazon Linux 2", "container_runtime_version": "containerd://1.7.22",
                                   "kubelet_version": "v1.30.4-eks-a737599", "kubeproxy_version": "deprecated",
-                                  "provider_id": node.provider_id, "pod_cidr": "", "system_uuid": stable_hex(node.name),
+                                  "provider_id": provider_id, "pod_cidr": "", "system_uuid": stable_hex(node.name),
                                   "internal_ip": node.internal_ip}, s, e)
     capacity = {"cpu": (node.vcpu, "core"), "memory": (node.memory_gib * GIB, "byte"), "pods": (58, "integer")}
     if node.gpus:
@@ -78,14 +89,30 @@ def _node_series(w: _Writer, cluster: Cluster, node: Node) -> None:
         w.constant("kube_node_status_capacity", labels, s, e, value)
         allocatable = {"cpu": value - 0.07, "memory": value - 0.6 * GIB}.get(resource, value)
         w.constant("kube_node_status_allocatable", labels, s, e, allocatable)
-    w.constant("kube_node_labels", {**KSM, "node": node.name, **{f"label_{k}": v for k, v in node.labels.items()}}, s, e)
+    if "no_node_labels" not in w.faults:
+        w.constant("kube_node_labels", {**KSM, "node": node.name, **{f"label_{k}": v for k, v in node.labels.items()}}, s, e)
 
 
-def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict) -> None:
+def _pod_faults(w: _Writer, pod: Pod, targets: dict[str, str]) -> set[str]:
+    return {fault for fault, uid in targets.items() if fault in w.faults and uid == pod.uid}
+
+
+def fault_targets(cluster: Cluster) -> dict[str, str]:
+    """Return the uid of the pod each pod-level fault is injected into (deterministic)."""
+    def first(prefix: str) -> str:
+        return next(p.uid for p in cluster.pods if p.name.startswith(prefix))
+
+    return {"duplicate_scrape": first("api-"), "pod_without_node": first("debug-shell"),
+            "aggregate_only": first("grafana-"), "besteffort_usage": first("report-"),
+            "requests_without_usage": first("postgres-0"), "counter_reset": first("worker-")}
+
+
+def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict, faults: set[str] = frozenset()) -> None:
     s, e, gone = pod.start, pod.end, pod.end + pod.linger
     ident = {"namespace": pod.namespace, "pod": pod.name, "uid": pod.uid}
+    node_label = "" if "pod_without_node" in faults else pod.node
     w.constant("kube_pod_info", {**KSM, **ident, "host_ip": node_ip, "pod_ip": f"10.1.{int(stable_hex(pod.uid, length=2), 16)}.{int(stable_hex(pod.uid, 'ip', length=2), 16)}",
-                                 "node": pod.node, "created_by_kind": pod.owner_kind, "created_by_name": pod.owner_name,
+                                 "node": node_label, "created_by_kind": pod.owner_kind, "created_by_name": pod.owner_name,
                                  "priority_class": "", "host_network": "false"}, s, gone)
     for phase in PHASES:
         points = [(t, 1.0 if (phase == "Running" and t <= e) or (phase == pod.phase_after_end and t > e) else 0.0)
@@ -96,8 +123,10 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict) -> None:
                                       "owner_is_controller": "true"}, s, gone)
     w.constant("kube_pod_labels", {**KSM, **ident, **{f"label_{k}": v for k, v in pod.labels.items()}}, s, gone)
     for c in pod.containers:
+        if "besteffort_usage" in faults:
+            break
         metric = "kube_pod_init_container_resource_requests" if c.kind in ("init", "sidecar") else "kube_pod_container_resource_requests"
-        base = {**KSM, **ident, "container": c.name, "node": pod.node}
+        base = {**KSM, **ident, "container": c.name, "node": node_label}
         w.constant(metric, {**base, "resource": "cpu", "unit": "core"}, s, gone, c.cpu_request)
         w.constant(metric, {**base, "resource": "memory", "unit": "byte"}, s, gone, c.memory_request)
         if c.gpu_request:
@@ -113,15 +142,18 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict) -> None:
     kubelet = {"job": "kubelet", "metrics_path": "/metrics/cadvisor", "instance": node_ip + ":10250"}
     agg_cpu: dict[int, float] = defaultdict(float)
     agg_mem: dict[int, float] = defaultdict(float)
+    if "requests_without_usage" in faults:
+        return _running_truth(pod, truth)
     for c in pod.containers:
         cs, ce = container_active(c, pod)
         cid = stable_hex(pod.uid, c.name, length=64)
         labels = {**kubelet, "container": c.name, "id": f"{pod_cgroup}/cri-containerd-{cid}.scope", "image": c.image,
                   "name": cid, "namespace": pod.namespace, "pod": pod.name}
         total, points, mem_points = 0.0, [(cs, 0.0)], []
+        reset_at = (cs + ce) // 2 // 60 * 60 if "counter_reset" in faults else None
         for t in range(cs + 60, ce + 1, 60):
             used = cpu_profile(c, pod, t) * 60
-            total += used
+            total = used if t == reset_at else total + used  # a reset: the counter restarts from 0
             points.append((t, total))
             mem = memory_profile(c, pod, t)
             mem_points.append((t, mem))
@@ -130,8 +162,13 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict) -> None:
             row = truth[(window_start(t), pod.uid)]
             row["cpu_usage_core_seconds"] += used
             row["memory_usage_byte_seconds"] += mem * 60
+        if "aggregate_only" in faults:
+            continue
         w.series_of("container_cpu_usage_seconds_total", {**labels, "cpu": "total"}, points)
         w.series_of("container_memory_working_set_bytes", labels, mem_points)
+        if "duplicate_scrape" in faults:  # a standalone cAdvisor DaemonSet scraping the same container
+            twin = {**labels, "job": "cadvisor", "metrics_path": "/metrics", "instance": node_ip + ":8080"}
+            w.series_of("container_cpu_usage_seconds_total", {**twin, "cpu": "total"}, points)
     sandbox = stable_hex(pod.uid, "sandbox", length=64)
     pause = {**kubelet, "container": "", "id": f"{pod_cgroup}/cri-containerd-{sandbox}.scope", "image": PAUSE_IMAGE,
              "name": sandbox, "namespace": pod.namespace, "pod": pod.name}
@@ -156,13 +193,26 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict) -> None:
             w.series_of(metric, {**labels, "interface": "eth0"}, counter)
         for t in minutes:
             truth[(window_start(t), pod.uid)][key] += 60 * rate * factor
-    for t in minutes:
+    _running_truth(pod, truth)
+
+
+def _running_truth(pod: Pod, truth: dict) -> None:
+    for t in range(pod.start + 60, pod.end + 1, 60):
         truth[(window_start(t), pod.uid)]["running_seconds"] += 60
 
 
-def write_openmetrics(cluster: Cluster, out: IO[str], cluster_label: str | None = None) -> tuple[list[dict], dict]:
-    """Write the cluster's series to ``out``; return (pod-window truth rows, counts)."""
-    w = _Writer(out, {cluster_label: cluster.name} if cluster_label else {})
+def write_openmetrics(cluster: Cluster, out: IO[str], cluster_label: str | None = None,
+                      faults: frozenset[str] = frozenset()) -> tuple[list[dict], dict]:
+    """Write the cluster's series to ``out``; return (pod-window truth rows, counts).
+
+    ``faults`` injects data-quality problems (see FAULTS); the truth then describes the cluster, not the data.
+    """
+    unknown = set(faults) - FAULTS
+    if unknown:
+        raise ValueError(f"unknown faults {sorted(unknown)}; choose from {sorted(FAULTS)}")
+    gap = (cluster.start + 2 * 3600 + 1200, cluster.start + 2 * 3600 + 2400) if "scrape_gap" in faults else None
+    w = _Writer(out, {cluster_label: cluster.name} if cluster_label else {}, frozenset(faults), gap)
+    targets = fault_targets(cluster) if faults else {}
     node_ips = {n.name: n.internal_ip for n in cluster.nodes}
     for node in cluster.nodes:
         _node_series(w, cluster, node)
@@ -179,7 +229,7 @@ def write_openmetrics(cluster: Cluster, out: IO[str], cluster_label: str | None 
               "network_receive_bytes")
     truth: dict = defaultdict(lambda: dict.fromkeys(fields, 0.0))
     for pod in cluster.pods:
-        _pod_series(w, pod, node_ips[pod.node], truth)
+        _pod_series(w, pod, node_ips[pod.node], truth, _pod_faults(w, pod, targets))
     out.write("# EOF\n")
     by_uid = {p.uid: p for p in cluster.pods}
     rows = []
