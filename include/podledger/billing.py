@@ -174,3 +174,41 @@ def control_plane_costs(cur: pl.DataFrame, basis: str) -> pl.DataFrame:
             .group_by("hour_start", "cluster")
             .agg(pl.col("cost").sum(), pl.col(CURRENCY).first().alias("currency"))
             .collect())
+
+
+def coverage_end(store: ObjectStore, export_prefix: str, period: str) -> dt.datetime | None:
+    """Return the end of the last hour the delivered CUR of ``period`` covers (None when not delivered)."""
+    keys = [k for k in store.list(f"{export_prefix.strip('/')}/data/BILLING_PERIOD={period}/") if k.endswith(".parquet")]
+    latest: dt.datetime | None = None
+    for key in keys:
+        # Only the usage-start column is read: the check stays cheap on multi-GB monthly files.
+        column = pl.read_parquet(io.BytesIO(store.get(key)), columns=[USAGE_START])[USAGE_START]
+        if column.len() and column.max() is not None:
+            value = column.max()
+            value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+            latest = max(latest, value) if latest else value
+    return latest + dt.timedelta(hours=1) if latest else None
+
+
+def detect_updates(store: ObjectStore, export_prefix: str, periods: list[str], state_store: ObjectStore,
+                   state_prefix: str) -> list[dict[str, object]]:
+    """Compare each period's manifest execution id with the last one seen; record and return what changed.
+
+    A changed id for a period already seen is a restatement (AWS re-delivers past months when credits,
+    refunds or finalisation land): every hour of that period must be enriched again.
+    """
+    updates = []
+    for period in periods:
+        execution_id = manifest_fingerprint(store, export_prefix, period)
+        if execution_id is None:
+            continue
+        key = f"{state_prefix.strip('/')}/_billing_state/BILLING_PERIOD={period}.json".lstrip("/")
+        previous = json.loads(state_store.get(key))["execution_id"] if state_store.exists(key) else None
+        if previous == execution_id:
+            continue
+        state_store.put(key, json.dumps({"billing_period": period, "execution_id": execution_id}).encode())
+        updates.append({"billing_period": period, "execution_id": execution_id, "previous_execution_id": previous,
+                        "restated": previous is not None})
+        log.info("billing period %s: %s (execution %s, was %s)", period, "restated" if previous else "delivered",
+                 execution_id, previous)
+    return updates

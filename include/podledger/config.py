@@ -68,6 +68,10 @@ class BillingConfig(_Model):
     cost_basis: Literal["amortized", "net_amortized", "unblended", "public_on_demand"] = "amortized"
     # CUR 2.0 resource_tags keys whose value names the cluster an instance belongs to.
     cluster_tag_keys: tuple[str, ...] = ("aws_eks_cluster_name", "user_eks_cluster_name")
+    # How often to look for new or restated CUR deliveries, and for how long to wait for coverage.
+    check_schedule: str = "0 */4 * * *"
+    wait_timeout_seconds: int = Field(3 * 86400, ge=60)
+    poke_interval_seconds: int = Field(1800, ge=1)
 
 
 class AllocationConfig(_Model):

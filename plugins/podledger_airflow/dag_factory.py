@@ -6,12 +6,12 @@ import datetime as dt
 import re
 from typing import Any
 
-from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import DAG, Asset, Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from podledger.config import CostCenterConfig
 from podledger.storage import split_uri
+from podledger_airflow.sensors import CurCoverageSensor, ExportManifestSensor
 
 TAG = "podledger"
 EXPORT_DOC = """
@@ -55,8 +55,25 @@ def _start_date(cost_center: CostCenterConfig) -> dt.datetime:
 
 def metrics_asset(cost_center: CostCenterConfig) -> Asset:
     """The Asset updated when a cost center's exported windows are complete and valid."""
-    scheme, bucket, prefix = split_uri(cost_center.storage.uri)
-    return Asset(name=f"podledger_{cost_center.name}_metrics", uri=f"{scheme}://{bucket}/{prefix}/".replace("//", "/").replace(":/", "://"))
+    # Named per cost center, not by URI: cost centers may share a bucket or a CUR export.
+    return Asset(name=f"podledger_{cost_center.name}_metrics")
+
+
+def billing_asset(cost_center: CostCenterConfig) -> Asset:
+    """The Asset updated when a billing period is delivered or restated."""
+    return Asset(name=f"podledger_{cost_center.name}_billing")
+
+
+def _peers(cost_center: CostCenterConfig) -> list:
+    """Return the other configured cost centers with their stores (checked for nodes counted twice)."""
+    from podledger.config import load_config
+    from podledger_airflow.stores import S3HookStore
+
+    peers = []
+    for other in load_config().cost_centers:
+        if other.name != cost_center.name and other.storage.uri.startswith("s3://"):
+            peers.append((other, S3HookStore(split_uri(other.storage.uri)[1], other.storage.aws_conn_id)))
+    return peers
 
 
 def _range_params() -> dict[str, Param]:
@@ -111,11 +128,6 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             run_export(client, S3HookStore(bucket, cost_center.storage.aws_conn_id), cost_center, cluster, window)
             return manifest_key(prefix, cluster.name, window)
 
-        @task
-        def manifest_keys(keys: list[str]) -> list[str]:
-            """Collect the manifest keys the sensor must see."""
-            return list(keys)
-
         @task(outlets=[asset])
         def validate(items: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
             """Apply the data-quality rules; on success mark the metrics Asset updated for the range."""
@@ -124,7 +136,8 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             from podledger_airflow.stores import S3HookStore
 
             pairs = [(i["cluster"], Window.from_dict(i["window"])) for i in items]
-            findings = validate_windows(S3HookStore(bucket, cost_center.storage.aws_conn_id), cost_center, pairs)
+            findings = validate_windows(S3HookStore(bucket, cost_center.storage.aws_conn_id), cost_center, pairs,
+                                        _peers(cost_center))
             extra = {"cost_center": cost_center.name, "clusters": sorted({c for c, _ in pairs}),
                      "start": min(w.start for _, w in pairs).isoformat() if pairs else None,
                      "end": max(w.end for _, w in pairs).isoformat() if pairs else None,
@@ -133,11 +146,10 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             return extra
 
         items = plan()
-        keys = export_window.expand(item=items)
-        wait = S3KeySensor(task_id="wait_for_manifests", bucket_name=bucket, bucket_key=manifest_keys(keys),
-                           aws_conn_id=cost_center.storage.aws_conn_id, deferrable=True, poke_interval=30,
-                           timeout=3600)
-        wait >> validate(items)
+        exported = export_window.expand(item=items)
+        wait = ExportManifestSensor(task_id="wait_for_manifests", bucket_name=bucket, prefix=prefix, items=items,
+                                    aws_conn_id=cost_center.storage.aws_conn_id, poke_interval=60, timeout=3600)
+        exported >> wait >> validate(items)
 
     return export_dag()
 
@@ -149,7 +161,9 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
     dag_id = f"podledger_enrich__{cost_center.name}"
     cluster_names = [c.name for c in cost_center.clusters]
 
-    @dag(dag_id=dag_id, schedule=[asset], start_date=_start_date(cost_center), catchup=False, max_active_runs=1,
+    bill = billing_asset(cost_center)
+
+    @dag(dag_id=dag_id, schedule=(asset | bill), start_date=_start_date(cost_center), catchup=False, max_active_runs=1,
          default_args=_default_args(cost_center), tags=[TAG, "enrich", f"cost-center:{cost_center.name}"],
          params=_range_params(),
          doc_md=ENRICH_DOC.format(name=cost_center.name, asset=asset.name, billing=cost_center.billing.uri,
@@ -166,6 +180,13 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             else:
                 events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
                 extras = [e.extra for e in events if e.extra and e.extra.get("start")]
+                # A delivered or restated billing period re-enriches its hours (up to the current hour).
+                now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+                for e in events:
+                    for period in (e.extra or {}).get("billing_periods", []):
+                        p_start = to_utc(f"{period}-01")
+                        p_end = min((p_start + dt.timedelta(days=32)).replace(day=1), now)
+                        extras.append({"start": max(p_start, _start_date(cost_center)).isoformat(), "end": p_end.isoformat()})
                 if extras:
                     start = min(to_utc(x["start"]) for x in extras)
                     end = max(to_utc(x["end"]) for x in extras)
@@ -228,10 +249,63 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             return loaded
 
         rng = hour_range()
+        billed = CurCoverageSensor(task_id="wait_for_billing_data", billing_uri=cost_center.billing.uri, hour_range=rng,
+                                   aws_conn_id=cost_center.billing.aws_conn_id, deferrable=True,
+                                   poke_interval=cost_center.billing.poke_interval_seconds,
+                                   timeout=cost_center.billing.wait_timeout_seconds)
         outputs = allocate.partial(rng=rng).expand(cluster_name=cluster_names)
+        billed >> outputs
         load(outputs, rng)
 
     return enrich_dag()
+
+
+BILLING_DOC = """
+### podledger billing watch — cost center `{name}`
+
+Every `{schedule}` looks at the CUR 2.0 export `{billing}`: when a billing period is delivered for the first
+time or restated (its manifest's execution id changed: AWS re-delivers past months when credits, refunds
+or finalisation land), it emits a `{asset}` Asset event naming the periods, and the enrichment DAG
+re-allocates their hours. Backfill is not needed: trigger it to re-check now.
+"""
+
+
+def build_billing_dag(cost_center: CostCenterConfig) -> DAG:
+    """Return the DAG that notices new and restated CUR deliveries and emits billing Asset events."""
+    _, bucket, prefix = split_uri(cost_center.storage.uri)
+    bill = billing_asset(cost_center)
+    dag_id = f"podledger_billing__{cost_center.name}"
+
+    @dag(dag_id=dag_id, schedule=CronDataIntervalTimetable(cost_center.billing.check_schedule, timezone="UTC"),
+         start_date=_start_date(cost_center), catchup=False, max_active_runs=1, default_args=_default_args(cost_center),
+         tags=[TAG, "billing", f"cost-center:{cost_center.name}"],
+         doc_md=BILLING_DOC.format(name=cost_center.name, schedule=cost_center.billing.check_schedule,
+                                   billing=cost_center.billing.uri, asset=bill.name))
+    def billing_dag() -> None:
+        @task(outlets=[bill])
+        def detect_updates(**context: Any) -> list[dict[str, Any]]:
+            """Emit one billing Asset event listing the periods delivered or restated since the last check."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from podledger.billing import billing_periods
+            from podledger.billing import detect_updates as detect
+            from podledger_airflow.stores import S3HookStore
+
+            _, billing_bucket, billing_prefix = split_uri(cost_center.billing.uri)
+            end = context["data_interval_end"]
+            periods = billing_periods(end - dt.timedelta(days=62), end + dt.timedelta(hours=1))
+            updates = detect(S3HookStore(billing_bucket, cost_center.billing.aws_conn_id), billing_prefix, periods,
+                             S3HookStore(bucket, cost_center.storage.aws_conn_id), f"{prefix}/_state/{cost_center.name}")
+            if not updates:
+                raise AirflowSkipException(f"no new or restated billing period in {periods}")
+            context["outlet_events"][bill].extra = {
+                "cost_center": cost_center.name, "billing_periods": [u["billing_period"] for u in updates],
+                "updates": updates}
+            return updates
+
+        detect_updates()
+
+    return billing_dag()
 
 
 def build_config_error_dag(label: str, message: str) -> DAG:

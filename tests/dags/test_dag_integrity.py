@@ -23,7 +23,7 @@ def test_no_import_errors_and_expected_dags():
     assert {"podledger_export__demo", "podledger_enrich__demo"} <= set(dagbag.dag_ids)
 
 
-@pytest.mark.parametrize("dag_id", ["podledger_export__demo", "podledger_enrich__demo"])
+@pytest.mark.parametrize("dag_id", ["podledger_export__demo", "podledger_enrich__demo", "podledger_billing__demo"])
 def test_dag_hygiene(dag_id):
     dag = bag().get_dag(dag_id)
     assert dag.tags and "podledger" in dag.tags
@@ -35,10 +35,10 @@ def test_dag_hygiene(dag_id):
 
 def test_export_dag_shape():
     dag = bag().get_dag("podledger_export__demo")
-    assert {"plan", "export_window", "manifest_keys", "wait_for_manifests", "validate"} == set(dag.task_ids)
+    assert {"plan", "export_window", "wait_for_manifests", "validate"} == set(dag.task_ids)
     assert dag.catchup and dag.params["start"] is None
     sensor = dag.get_task("wait_for_manifests")
-    assert type(sensor).__name__ == "S3KeySensor" and sensor.deferrable
+    assert type(sensor).__name__ == "ExportManifestSensor" and sensor.mode == "reschedule"
 
 
 def test_bad_cost_center_becomes_a_failing_dag_and_others_load(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from podledger.synth import synthesize
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
-    start = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
     a = synthesize(tmp_path / "a", nodes=4, pods=20, hours=2, start=start, seed=1)
     b = synthesize(tmp_path / "b", nodes=4, pods=20, hours=2, start=start, seed=1)
     c = synthesize(tmp_path / "c", nodes=4, pods=20, hours=2, start=start, seed=2)

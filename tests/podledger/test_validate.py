@@ -157,7 +157,7 @@ def test_node_in_two_cost_centers_is_an_error_naming_both(stack_env, prometheus,
 
 
 def test_billing_rules_types_currency_and_missing_node_hours():
-    hour = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
+    hour = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
     cur = pl.DataFrame({"bill_billing_period_start_date": [hour, hour], "line_item_currency_code": ["USD", "EUR"],
                         "line_item_unblended_cost": ["1.0", "2.0"], "line_item_usage_start_date": [hour, hour]})
     costs = pl.DataFrame({"hour_start": [hour], "instance_id": ["i-1"]})
