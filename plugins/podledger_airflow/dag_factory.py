@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, dag, task
+from airflow.sdk import DAG, Asset, AssetAlias, Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from podledger.config import CostCenterConfig
@@ -276,15 +276,18 @@ def build_billing_dag(cost_center: CostCenterConfig) -> DAG:
     bill = billing_asset(cost_center)
     dag_id = f"podledger_billing__{cost_center.name}"
 
+    # Emitting through an alias gives one event per (asset, extra): one per billing period updated.
+    alias = AssetAlias(f"podledger_{cost_center.name}_billing_updates")
+
     @dag(dag_id=dag_id, schedule=CronDataIntervalTimetable(cost_center.billing.check_schedule, timezone="UTC"),
          start_date=_start_date(cost_center), catchup=False, max_active_runs=1, default_args=_default_args(cost_center),
          tags=[TAG, "billing", f"cost-center:{cost_center.name}"],
          doc_md=BILLING_DOC.format(name=cost_center.name, schedule=cost_center.billing.check_schedule,
                                    billing=cost_center.billing.uri, asset=bill.name))
     def billing_dag() -> None:
-        @task(outlets=[bill])
+        @task(outlets=[alias])
         def detect_updates(**context: Any) -> list[dict[str, Any]]:
-            """Emit one billing Asset event listing the periods delivered or restated since the last check."""
+            """Emit one billing Asset event per billing period delivered or restated since the last check."""
             from airflow.sdk.exceptions import AirflowSkipException
 
             from podledger.billing import billing_periods
@@ -298,9 +301,9 @@ def build_billing_dag(cost_center: CostCenterConfig) -> DAG:
                              S3HookStore(bucket, cost_center.storage.aws_conn_id), f"{prefix}/_state/{cost_center.name}")
             if not updates:
                 raise AirflowSkipException(f"no new or restated billing period in {periods}")
-            context["outlet_events"][bill].extra = {
-                "cost_center": cost_center.name, "billing_periods": [u["billing_period"] for u in updates],
-                "updates": updates}
+            for update in updates:
+                context["outlet_events"][alias].add(bill, extra={"cost_center": cost_center.name,
+                                                                 "billing_periods": [update["billing_period"]], **update})
             return updates
 
         detect_updates()

@@ -147,15 +147,27 @@ def test_restated_billing_period_is_detected_once(moto, synth):
                       "previous_execution_id": manifest["executionId"], "restated": True}]
 
 
-def test_billing_dag_emits_an_asset_event_for_a_delivered_period(stack_env, fresh_bucket, tmp_path, monkeypatch):
+def test_billing_dag_emits_one_asset_event_per_billing_period(stack_env, moto, synth, fresh_bucket, tmp_path, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
 
     from conftest import ROOT
+    from podledger.demo import ensure_bucket, upload_tree
 
-    cc = make_cost_center(fresh_bucket, name="billwatch", initial_backfill_date="2026-11-01")
+    # Two billing periods delivered: November (the synthetic month) and a copy of it filed as October.
+    ensure_bucket(moto, "two-periods")
+    upload_tree(moto, "two-periods", "cur", synth.cur_root)
+    store = FsspecStore("s3", "two-periods", s3_options(moto.url))
+    for key in store.list("cur/podledger-cur"):
+        copy = key.replace("BILLING_PERIOD=2026-11", "BILLING_PERIOD=2026-10")
+        body = store.get(key)
+        if key.endswith("Manifest.json"):
+            body = json.dumps({**json.loads(body), "executionId": "october-delivery"}).encode()
+        store.put(copy, body)
+    cc = make_cost_center(fresh_bucket, name="billwatch", initial_backfill_date="2026-10-01",
+                          billing={"uri": "s3://two-periods/cur/podledger-cur"})
     config = tmp_path / "cc.yaml"
     config.write_text(json.dumps({"cost_centers": [json.loads(cc.model_dump_json())]}))
     monkeypatch.setenv("PODLEDGER_CONFIG", str(config))
@@ -163,6 +175,7 @@ def test_billing_dag_emits_an_asset_event_for_a_delivered_period(stack_env, fres
     run = dag.test(logical_date=dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC))
     assert run.state == DagRunState.SUCCESS
     with create_session() as session:
-        session_events = session.query(AssetEvent).all()
-        events = [e for e in session_events if (e.extra or {}).get("cost_center") == "billwatch"]
-    assert events and events[-1].extra["billing_periods"] == ["2026-11"], [(e.asset_id, e.extra) for e in session_events]
+        events = [e for e in session.query(AssetEvent).all() if (e.extra or {}).get("cost_center") == "billwatch"]
+        periods = sorted(p for e in events for p in e.extra["billing_periods"])
+        assert periods == ["2026-10", "2026-11"], "one event per billing period"
+        assert {e.asset.name for e in events} == {"podledger_billwatch_billing"}

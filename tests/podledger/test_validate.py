@@ -166,3 +166,29 @@ def test_billing_rules_types_currency_and_missing_node_hours():
     assert findings["cur_column_type"].severity == ERROR and "line_item_unblended_cost" in findings["cur_column_type"].message
     assert "EUR" in findings["cur_mixed_currency"].message
     assert findings["cur_missing_node_hours"].severity == WARNING and "i-2@2026-11-02T00Z" in findings["cur_missing_node_hours"].message
+
+
+def test_bill_in_two_currencies_fails_enrichment_naming_the_period(stack_env, moto, synth, prometheus, tmp_path):
+    """A real CUR 2.0 delivery with a second currency in the period: enrichment refuses to mix them."""
+    import io
+
+    from podledger.demo import ensure_bucket, upload_tree
+    from podledger.enrich import enrich_cluster
+    from podledger.exceptions import BillingDataError
+
+    ensure_bucket(moto, "eur-billing")
+    upload_tree(moto, "eur-billing", "cur", synth.cur_root)
+    billing = FsspecStore("s3", "eur-billing", s3_options(moto.url))
+    key = next(k for k in billing.list("cur/podledger-cur/data") if k.endswith(".parquet"))
+    frame = pl.read_parquet(io.BytesIO(billing.get(key)))
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("EUR")).otherwise(pl.col("line_item_currency_code"))
+                               .alias("line_item_currency_code"))
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    billing.put(key, buffer.getvalue())
+    cc = make_cost_center("eur-metrics", billing={"uri": "s3://eur-billing/cur/podledger-cur"})
+    ensure_bucket(moto, "eur-metrics")
+    store = FsspecStore("s3", "eur-metrics", s3_options(moto.url))
+    export_window(_client(prometheus), store, cc, cc.clusters[0], WINDOWS[0])
+    with pytest.raises(BillingDataError, match=r"cur_mixed_currency.*2026-11.*EUR"):
+        enrich_cluster(cc, cc.clusters[0], WINDOWS[0].start, WINDOWS[0].end, metrics_store=store, billing_store=billing)
