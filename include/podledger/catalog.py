@@ -222,6 +222,10 @@ CATALOG: tuple[MetricSpec, ...] = (
 )
 
 CATALOG_BY_NAME = {spec.name: spec for spec in CATALOG}
+# Columns combined with max (not sum) when a window is split or windows are merged into an hour.
+MAX_COLUMNS = frozenset({"value", "peak_bytes"})
+# The finest split of a window: one subquery step.
+MIN_SPLIT_SECONDS = 60
 REQUIRED_METRICS = tuple(spec.name for spec in CATALOG if spec.required)
 # Scrape-added and identity labels never copied into a labels map.
 NON_LABEL_KEYS = frozenset({"__name__", "job", "instance", "endpoint", "service", "prometheus", "metrics_path"})

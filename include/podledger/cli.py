@@ -15,7 +15,7 @@ from pathlib import Path
 from podledger.config import CostCenterConfig, load_config, load_cost_center
 from podledger.connections import get_connection, s3_storage_options
 from podledger.exceptions import PodledgerError
-from podledger.layout import plan_windows, to_utc
+from podledger.layout import manifest_key, plan_windows, to_utc
 from podledger.storage import FsspecStore, split_uri
 
 log = logging.getLogger("podledger")
@@ -42,6 +42,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         client = client_from_connection(get_connection(cluster.prometheus_conn_id), cc.query_timeout_seconds)
         check_ready(client)
         for window in plan_windows(args.start, args.end, cc.time_frame_seconds):
+            if not args.force and store.exists(manifest_key(split_uri(cc.storage.uri)[2], cluster.name, window)):
+                print(f"skipped {cluster.name} {window}: already complete (--force re-exports)")
+                continue
             manifest = export_window(client, store, cc, cluster, window)
             rows = sum(m["rows"] for m in manifest["metrics"].values())
             print(f"exported {cluster.name} {window}: {len(manifest['metrics'])} metrics, {rows} rows")
@@ -103,6 +106,17 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    from podledger.retention import apply_retention
+
+    cc = load_cost_center(args.cost_center, args.config)
+    _, _, prefix = split_uri(cc.storage.uri)
+    now = args.now or dt.datetime.now(dt.UTC)
+    deleted = apply_retention(store_for(cc.storage.uri, cc.storage.aws_conn_id), prefix, cc.storage.retention_days, now)
+    print(f"deleted {len(deleted)} objects older than {cc.storage.retention_days} days under {cc.storage.uri}")
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from podledger.synth import synthesize
 
@@ -150,12 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    staged("export", "export the metric catalog of each cluster-window to storage", cmd_export)
+    staged("export", "export the metric catalog of each cluster-window to storage", cmd_export).add_argument(
+        "--force", action="store_true", help="re-export windows that already have a manifest")
     staged("validate", "check exported windows are complete and sane", cmd_validate)
     staged("allocate", "split billed node-hours onto pods and reconcile; write Parquet", cmd_allocate).add_argument(
         "--out", required=True, help="Parquet file for the allocation rows")
     staged("load", "replace the hour range in the warehouse table with allocation rows", cmd_load).add_argument(
         "--rows", required=True, help="Parquet file written by allocate")
+    p = sub.add_parser("retention", help="delete exported objects older than the cost center's retention_days")
+    p.add_argument("--cost-center", required=True)
+    p.add_argument("--config")
+    p.add_argument("--now", type=_time, help="reference time (default: now)")
+    p.set_defaults(func=cmd_retention)
     p = sub.add_parser("synth", help="generate a synthetic cluster: OpenMetrics, CUR 2.0 export, truth")
     p.add_argument("--out", required=True)
     p.add_argument("--cluster-name", default="demo-eks")

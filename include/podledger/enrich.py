@@ -20,7 +20,7 @@ import polars as pl
 
 from podledger.allocation import allocate_hour, billed_cost, node_hours, reconcile
 from podledger.billing import control_plane_costs, entries_of_maps, instance_hour_costs, read_cur
-from podledger.catalog import CATALOG_BY_NAME
+from podledger.catalog import CATALOG_BY_NAME, MAX_COLUMNS
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
 from podledger.layout import Window, manifest_key, plan_windows, to_utc
@@ -29,7 +29,6 @@ from podledger.validate import check_billing
 
 log = logging.getLogger(__name__)
 
-MAX_VALUE_COLUMNS = {"value", "peak_bytes"}
 
 
 @dataclass
@@ -77,7 +76,7 @@ def combine_windows(per_window: list[dict[str, pl.DataFrame]]) -> dict[str, pl.D
         spec = CATALOG_BY_NAME.get(name)
         keys = list(spec.keys) if spec else []
         values = [c for c in frames[0].columns if c not in keys and c not in {"cluster", "window_start", "window_end", "labels"}]
-        aggs = [pl.col(c).max() if c in MAX_VALUE_COLUMNS else pl.col(c).sum() for c in values]
+        aggs = [pl.col(c).max() if c in MAX_COLUMNS else pl.col(c).sum() for c in values]
         if "labels" in frames[0].columns:
             aggs.append(pl.col("labels").last())
         merged[name] = pl.concat(frames, how="diagonal_relaxed").group_by(keys, maintain_order=True).agg(aggs)

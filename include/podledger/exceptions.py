@@ -19,6 +19,10 @@ class PrometheusQueryError(PodledgerError):
     """A PromQL query failed for good (message names cluster, window and metric, never secrets)."""
 
 
+class QueryTooLarge(PrometheusQueryError):
+    """The backend refused a query for its size (samples, series, chunks, time): split it and ask again."""
+
+
 class ExportIncompleteError(PodledgerError):
     """A window could not be exported completely; no manifest was written."""
 

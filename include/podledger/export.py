@@ -17,10 +17,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from podledger import __version__
-from podledger.catalog import CATALOG, CLUSTER_VALUES_PROBE, NON_LABEL_KEYS, PROBES, MetricSpec, render
+from podledger.catalog import (
+    CATALOG,
+    CLUSTER_VALUES_PROBE,
+    MAX_COLUMNS,
+    MIN_SPLIT_SECONDS,
+    NON_LABEL_KEYS,
+    PROBES,
+    MetricSpec,
+    render,
+)
 from podledger.config import ClusterConfig, CostCenterConfig
+from podledger.exceptions import QueryTooLarge
 from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
-from podledger.promclient import instant_query
+from podledger.promclient import QueryResult, instant_query
 from podledger.storage import ObjectStore, split_uri
 
 log = logging.getLogger(__name__)
@@ -30,13 +40,16 @@ MANIFEST_SCHEMA_VERSION = 1
 
 @dataclass
 class MetricFrame:
-    """One metric's rows for one cluster-window, ready to serialise."""
+    """One metric's rows for one cluster-window, ready to serialise, with what fetching them cost."""
 
     spec: MetricSpec
     table: pa.Table
     series: int
     query_seconds: float
     bytes_received: int
+    samples: int = 0  # Prometheus stats: totalQueryableSamples
+    prometheus_seconds: float = 0.0  # Prometheus stats: execTotalTime
+    splits: int = 0  # extra queries caused by size limits
 
 
 def _table(spec: MetricSpec, cluster: str, window: Window, rows: dict[tuple, dict[str, Any]]) -> pa.Table:
@@ -62,36 +75,72 @@ def _value(sample: list[Any]) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _run_split(client: Any, template: str, cluster: ClusterConfig, end: float, seconds: int, *, cluster_label: str | None,
+               timeout: float, retries: int, context: str) -> list[QueryResult]:
+    """Run a rollup over (end - seconds, end]; when the backend refuses it for size, halve the span and recurse.
+
+    Every rollup of the catalog is additive over adjacent spans (value-seconds, counts, telescoping counter
+    deltas) or a max (info values, peaks), so the pieces combine exactly.
+    """
+    query = render(template, window_seconds=seconds, interval_seconds=cluster.scrape_interval_seconds,
+                   cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
+    try:
+        return [instant_query(client, query, end, context=context, timeout=timeout, retries=retries)]
+    except QueryTooLarge as exc:
+        if seconds <= MIN_SPLIT_SECONDS:
+            raise QueryTooLarge(f"{exc}; still too large over {seconds}s: raise the backend's limit "
+                                "(query.max-samples, max-fetched-series) or use a smaller time_frame_seconds") from None
+        first = max((seconds // 2) // MIN_SPLIT_SECONDS * MIN_SPLIT_SECONDS, MIN_SPLIT_SECONDS)
+        second = seconds - first
+        log.info("%s: too large over %ds, splitting into %ds + %ds", context, seconds, first, second)
+        kwargs = {"cluster_label": cluster_label, "timeout": timeout, "retries": retries, "context": context}
+        return (_run_split(client, template, cluster, end - second, first, **kwargs)
+                + _run_split(client, template, cluster, end, second, **kwargs))
+
+
+def _samples(stats: dict[str, Any] | None) -> int:
+    return int(((stats or {}).get("samples") or {}).get("totalQueryableSamples") or 0)
+
+
+def _exec_seconds(stats: dict[str, Any] | None) -> float:
+    return float(((stats or {}).get("timings") or {}).get("execTotalTime") or 0.0)
+
+
 def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
                  cluster_label: str | None, timeout: float, retries: int = 4) -> MetricFrame:
     """Run every column query of ``spec`` at the window's end and join them on the key labels."""
     rows: dict[tuple, dict[str, Any]] = {}
-    series = 0
-    seconds = 0.0
-    received = 0
+    frame = MetricFrame(spec, pa.table({}), 0, 0.0, 0)
     at = window.end.timestamp()
     for column, template in spec.columns.items():
-        query = render(template, window_seconds=window.seconds, interval_seconds=cluster.scrape_interval_seconds,
-                       cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
         context = f"cluster {cluster.name}, window {window}, metric {spec.name} ({column})"
-        result = instant_query(client, query, at, context=context, timeout=timeout, retries=retries)
-        seconds += result.seconds
-        received += result.bytes_received
-        series += len(result.series)
-        for item in result.series:
-            labels = item.get("metric", {})
-            key: tuple = tuple(labels.get(k, "") for k in spec.keys)
-            extra: dict[str, str] = {}
-            if spec.labels_map:
-                extra = {k: v for k, v in labels.items()
-                         if k not in spec.keys and k not in NON_LABEL_KEYS and k != cluster_label}
-                key = key + (tuple(sorted(extra.items())),)
-            row = rows.setdefault(key, {"labels": extra})
-            value = _value(item["value"])
-            row[column] = value if row.get(column) is None else row[column] + (value or 0.0)
+        results = _run_split(client, template, cluster, at, window.seconds, cluster_label=cluster_label,
+                             timeout=timeout, retries=retries, context=context)
+        frame.splits += len(results) - 1
+        for result in results:
+            frame.query_seconds += result.seconds
+            frame.bytes_received += result.bytes_received
+            frame.samples += _samples(result.stats)
+            frame.prometheus_seconds += _exec_seconds(result.stats)
+            frame.series += len(result.series)
+            for item in result.series:
+                labels = item.get("metric", {})
+                key: tuple = tuple(labels.get(k, "") for k in spec.keys)
+                extra: dict[str, str] = {}
+                if spec.labels_map:
+                    extra = {k: v for k, v in labels.items()
+                             if k not in spec.keys and k not in NON_LABEL_KEYS and k != cluster_label}
+                    key = key + (tuple(sorted(extra.items())),)
+                row = rows.setdefault(key, {"labels": extra})
+                value = _value(item["value"])
+                if row.get(column) is None:
+                    row[column] = value
+                elif value is not None:
+                    row[column] = max(row[column], value) if column in MAX_COLUMNS else row[column] + value
     if spec.labels_map:
         rows = {k[:-1]: v for k, v in rows.items()}
-    return MetricFrame(spec, _table(spec, cluster.name, window, rows), series, seconds, received)
+    frame.table = _table(spec, cluster.name, window, rows)
+    return frame
 
 
 def run_probes(client: Any, cluster: ClusterConfig, window: Window, *, cluster_label: str | None,
@@ -102,8 +151,13 @@ def run_probes(client: Any, cluster: ClusterConfig, window: Window, *, cluster_l
     for name, template in PROBES.items():
         query = render(template, window_seconds=window.seconds, interval_seconds=cluster.scrape_interval_seconds,
                        cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
-        result = instant_query(client, query, at, context=f"cluster {cluster.name}, window {window}, probe {name}",
-                               timeout=timeout, retries=retries)
+        try:
+            result = instant_query(client, query, at, context=f"cluster {cluster.name}, window {window}, probe {name}",
+                                   timeout=timeout, retries=retries)
+        except QueryTooLarge as exc:
+            # Probes are diagnostics, not data: record that this one could not run and carry on.
+            answers.setdefault("probe_errors", {})[name] = str(exc)
+            continue
         answers[name] = [{**item.get("metric", {}), "value": float(item["value"][1])} for item in result.series[:50]]
         answers[f"{name}_count"] = len(result.series)
     if cluster_label:
@@ -172,6 +226,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         entries[frame.spec.name] = {
             "key": key, "rows": frame.table.num_rows, "series": frame.series, "required": frame.spec.required,
             "query_seconds": round(frame.query_seconds, 4), "bytes_received": frame.bytes_received,
+            "prometheus_samples": frame.samples, "prometheus_exec_seconds": round(frame.prometheus_seconds, 4),
+            "splits": frame.splits,
         }
         log.info("cluster %s window %s metric %s: %d rows -> %s", cluster.name, window, frame.spec.name,
                  frame.table.num_rows, key)

@@ -16,11 +16,15 @@ from typing import Any
 import requests
 
 from podledger.connections import ConnectionInfo
-from podledger.exceptions import PrometheusQueryError
+from podledger.exceptions import PrometheusQueryError, QueryTooLarge
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+# Size limits: Prometheus query.max-samples (422 execution), Mimir/Cortex/AMP query limits (422),
+# query timeouts (503 timeout; AMP answers 422 "query timed out"). Splitting the query is the fix.
+TOO_LARGE_PATTERNS = ("too many samples", "max-samples", "exceeded the maximum", "exceeds the limit",
+                      "max number of", "timed out", "maximum resolution", "query length")
 
 
 @dataclass
@@ -64,7 +68,10 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
                   retries: int = 4, backoff_seconds: float = 0.5) -> QueryResult:
     """Run an instant query at ``at`` (unix seconds); retry 429/5xx with backoff, raise naming ``context``."""
     url = f"{client.url}/api/v1/query"
-    data = {"query": query, "time": f"{at:.3f}", "timeout": f"{int(timeout)}s", "stats": "1"}
+    # partial_response=false: Thanos must fail rather than answer from a subset of stores (billing needs
+    # exact data); Prometheus and VictoriaMetrics ignore the parameter.
+    data = {"query": query, "time": f"{at:.3f}", "timeout": f"{int(timeout)}s", "stats": "1",
+            "partial_response": "false"}
     attempt = 0
     while True:
         attempt += 1
@@ -82,6 +89,10 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
             status = response.status_code
             if status == 200:
                 body = response.json()
+                partial = [w for w in body.get("warnings") or [] if "partial" in w.lower() or "store" in w.lower()]
+                if partial:
+                    raise PrometheusQueryError(f"{context}: the endpoint answered with partial data ({partial[0]}); "
+                                               "refusing to export an incomplete window")
                 payload = body.get("data") or {}
                 return QueryResult(payload.get("result") or [], payload.get("stats"),
                                    time.perf_counter() - started, len(response.content))
@@ -90,6 +101,9 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
             except ValueError:
                 error = response.text[:200]
             error = f"HTTP {status}: {error}"
+        too_large = status in (400, 422, 503) and any(p in error.lower() for p in TOO_LARGE_PATTERNS)
+        if too_large and (status != 503 or attempt > 1):
+            raise QueryTooLarge(f"{context}: the endpoint refused the query for its size: {error}")
         transient = status is None or status in RETRYABLE_STATUS
         if not transient or attempt > retries:
             raise PrometheusQueryError(f"{context}: query failed after {attempt} attempt(s): {error}")

@@ -84,6 +84,8 @@ def _range_params() -> dict[str, Param]:
                      description="Override the data interval end (exclusive)"),
         "clusters": Param([], type="array", items={"type": "string"}, title="Clusters",
                           description="Only these clusters (empty: all clusters of the cost center)"),
+        "force": Param(False, type="boolean", title="Force",
+                       description="Re-export windows that already have a manifest (default: skip them)"),
     }
 
 
@@ -113,20 +115,25 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
                     for w in plan_windows(start, end, cost_center.time_frame_seconds)]
 
         @task(max_active_tis_per_dag=cost_center.queries_batch_size)
-        def export_window(item: dict[str, Any]) -> str:
-            """Export one cluster-window and return its manifest key."""
+        def export_window(item: dict[str, Any], **context: Any) -> str:
+            """Export one cluster-window (skipped when already complete, unless forced); return its manifest key."""
             from podledger.export import export_window as run_export
             from podledger.layout import Window, manifest_key
             from podledger_airflow.hooks import PrometheusHook
             from podledger_airflow.stores import S3HookStore
 
             cluster = cost_center.cluster(item["cluster"])
+            window = Window.from_dict(item["window"])
+            store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
+            key = manifest_key(prefix, cluster.name, window)
+            if not context["params"].get("force") and store.exists(key):
+                print(f"cluster {cluster.name} window {window}: already complete ({key}); pass force=true to re-export")
+                return key
             hook = PrometheusHook(cluster.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
             client = hook.get_conn()
             hook.check_ready()
-            window = Window.from_dict(item["window"])
-            run_export(client, S3HookStore(bucket, cost_center.storage.aws_conn_id), cost_center, cluster, window)
-            return manifest_key(prefix, cluster.name, window)
+            run_export(client, store, cost_center, cluster, window)
+            return key
 
         @task(outlets=[asset])
         def validate(items: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
@@ -145,11 +152,21 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             context["outlet_events"][asset].extra = extra
             return extra
 
+        @task
+        def retention(**context: Any) -> int:
+            """Delete exported objects older than retention_days (relative to this interval), under the prefix only."""
+            from podledger.retention import apply_retention
+            from podledger_airflow.stores import S3HookStore
+
+            deleted = apply_retention(S3HookStore(bucket, cost_center.storage.aws_conn_id), prefix,
+                                      cost_center.storage.retention_days, context["data_interval_end"])
+            return len(deleted)
+
         items = plan()
         exported = export_window.expand(item=items)
         wait = ExportManifestSensor(task_id="wait_for_manifests", bucket_name=bucket, prefix=prefix, items=items,
                                     aws_conn_id=cost_center.storage.aws_conn_id, poke_interval=60, timeout=3600)
-        exported >> wait >> validate(items)
+        exported >> wait >> validate(items) >> retention()
 
     return export_dag()
 

@@ -35,7 +35,7 @@ def test_dag_hygiene(dag_id):
 
 def test_export_dag_shape():
     dag = bag().get_dag("podledger_export__demo")
-    assert {"plan", "export_window", "wait_for_manifests", "validate"} == set(dag.task_ids)
+    assert {"plan", "export_window", "wait_for_manifests", "validate", "retention"} == set(dag.task_ids)
     assert dag.catchup and dag.params["start"] is None
     sensor = dag.get_task("wait_for_manifests")
     assert type(sensor).__name__ == "ExportManifestSensor" and sensor.mode == "reschedule"
