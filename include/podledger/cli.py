@@ -28,7 +28,16 @@ def store_for(uri: str, aws_conn_id: str) -> FsspecStore:
     return FsspecStore(scheme, bucket, options)
 
 
-def _clusters(cost_center: CostCenterConfig, names: list[str] | None):
+def _clusters(cost_center: CostCenterConfig, names: list[str] | None, start: dt.datetime | None = None,
+              end: dt.datetime | None = None):
+    """Return the clusters to work on: the named ones, the configured ones, or those discovered (centralized)."""
+    if cost_center.discovery is not None and start is not None:
+        from podledger.discovery import discover_clusters
+        from podledger.promclient import client_from_connection
+
+        client = client_from_connection(get_connection(cost_center.discovery.prometheus_conn_id))
+        found = list(cost_center.clusters) + discover_clusters(client, cost_center, start, end)
+        return [c for c in found if not names or c.name in names]
     return [cost_center.cluster(n) for n in names] if names else list(cost_center.clusters)
 
 
@@ -38,7 +47,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     cc = load_cost_center(args.cost_center, args.config)
     store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
-    for cluster in _clusters(cc, args.cluster):
+    for cluster in _clusters(cc, args.cluster, args.start, args.end):
         client = client_from_connection(get_connection(cluster.prometheus_conn_id), cc.query_timeout_seconds)
         check_ready(client)
         for window in plan_windows(args.start, args.end, cc.time_frame_seconds):
@@ -56,7 +65,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     cc = load_cost_center(args.cost_center, args.config)
     store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
-    items = [(c.name, w) for c in _clusters(cc, args.cluster)
+    items = [(c.name, w) for c in _clusters(cc, args.cluster, args.start, args.end)
              for w in plan_windows(args.start, args.end, cc.time_frame_seconds)]
     peers = []
     for other in load_config(args.config).cost_centers:
@@ -81,7 +90,7 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     metrics = store_for(cc.storage.uri, cc.storage.aws_conn_id)
     billing = store_for(cc.billing.uri, cc.billing.aws_conn_id)
     results = [enrich_cluster(cc, c, args.start, args.end, metrics_store=metrics, billing_store=billing)
-               for c in _clusters(cc, args.cluster)]
+               for c in _clusters(cc, args.cluster, args.start, args.end)]
     rows = pl.concat([r.rows for r in results])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     rows.write_parquet(args.out)

@@ -43,6 +43,19 @@ class ClusterConfig(_Model):
         return value
 
 
+class DiscoveryConfig(_Model):
+    """Centralized mode: one endpoint (Mimir, Thanos, VictoriaMetrics, AMP…) holding many clusters.
+
+    Clusters are the values of the cost center's ``cluster_label`` on kube_node_info, filtered by
+    ``allow``/``deny`` shell patterns (deny wins); each is exported to its own folder.
+    """
+
+    prometheus_conn_id: str
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    scrape_interval_seconds: int = Field(60, gt=0, le=3600)
+
+
 class StorageConfig(_Model):
     """Where exported metrics live: s3://bucket/prefix (or file:///path for local runs)."""
 
@@ -119,7 +132,8 @@ class CostCenterConfig(_Model):
     query_retries: int = Field(4, ge=0, le=10)
     retries: int = Field(3, ge=0, le=20)
     retry_delay_seconds: int = Field(60, ge=1)
-    clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
+    clusters: tuple[ClusterConfig, ...] = ()
+    discovery: DiscoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
     billing: BillingConfig = BillingConfig()
     allocation: AllocationConfig = AllocationConfig()
@@ -140,6 +154,12 @@ class CostCenterConfig(_Model):
         return value
 
     @model_validator(mode="after")
+    def _clusters_or_discovery(self) -> CostCenterConfig:
+        if not self.clusters and self.discovery is None:
+            raise ValueError("list at least 1 cluster in 'clusters' or configure 'discovery' (centralized mode)")
+        return self
+
+    @model_validator(mode="after")
     def _unique_clusters(self) -> CostCenterConfig:
         names = [c.name for c in self.clusters]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -152,6 +172,10 @@ class CostCenterConfig(_Model):
         for cluster in self.clusters:
             if cluster.name == name:
                 return cluster
+        if self.discovery is not None:
+            # A discovered cluster: its folder name is all enrichment needs.
+            return ClusterConfig(name=name, prometheus_conn_id=self.discovery.prometheus_conn_id,
+                                 scrape_interval_seconds=self.discovery.scrape_interval_seconds)
         raise ConfigError(f"cost center {self.name!r} has no cluster {name!r}; known: {[c.name for c in self.clusters]}")
 
 

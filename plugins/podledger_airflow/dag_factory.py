@@ -110,8 +110,16 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             params = context["params"]
             start = to_utc(params["start"]) if params.get("start") else context["data_interval_start"]
             end = to_utc(params["end"]) if params.get("end") else context["data_interval_end"]
-            names = params.get("clusters") or cluster_names
-            return [{"cluster": name, "window": w.to_dict()} for name in names
+            clusters = list(cost_center.clusters)
+            if cost_center.discovery is not None:
+                from podledger.discovery import discover_clusters
+                from podledger_airflow.hooks import PrometheusHook
+
+                hook = PrometheusHook(cost_center.discovery.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
+                clusters += discover_clusters(hook.get_conn(), cost_center, start, end)
+            wanted = set(params.get("clusters") or [])
+            return [{"cluster": c.name, "label_value": c.cluster_label_value, "window": w.to_dict()}
+                    for c in clusters if not wanted or c.name in wanted
                     for w in plan_windows(start, end, cost_center.time_frame_seconds)]
 
         @task(max_active_tis_per_dag=cost_center.queries_batch_size)
@@ -123,6 +131,8 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             from podledger_airflow.stores import S3HookStore
 
             cluster = cost_center.cluster(item["cluster"])
+            if item.get("label_value") is not None and cluster.cluster_label_value is None:
+                cluster = cluster.model_copy(update={"cluster_label_value": item["label_value"]})
             window = Window.from_dict(item["window"])
             store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
             key = manifest_key(prefix, cluster.name, window)
@@ -192,10 +202,10 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             from podledger.layout import to_utc
 
             params = context["params"]
+            events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
             if params.get("start") and params.get("end"):
                 start, end = to_utc(params["start"]), to_utc(params["end"])
             else:
-                events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
                 extras = [e.extra for e in events if e.extra and e.extra.get("start")]
                 # A delivered or restated billing period re-enriches its hours (up to the current hour).
                 now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
@@ -212,10 +222,23 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             start = start.replace(minute=0, second=0, microsecond=0)
             if end.minute or end.second:
                 end = end.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
-            clusters = params.get("clusters") or cluster_names
+            from_events = sorted({c for e in events for c in (e.extra or {}).get("clusters", [])}) if not (
+                params.get("start") and params.get("end")) else []
+            clusters = params.get("clusters") or from_events or cluster_names
+            if not clusters and cost_center.discovery is not None:
+                from podledger.discovery import discover_clusters
+                from podledger_airflow.hooks import PrometheusHook
+
+                hook = PrometheusHook(cost_center.discovery.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
+                clusters = [c.name for c in discover_clusters(hook.get_conn(), cost_center, start, end)]
             if end <= start:
                 raise ValueError(f"cost center {cost_center.name}: empty hour range {start} .. {end}; pass start/end params")
             return {"start": start.isoformat(), "end": end.isoformat(), "clusters": clusters}
+
+        @task
+        def clusters_of(rng: dict[str, Any]) -> list[str]:
+            """The clusters this run enriches (mapped over below)."""
+            return list(rng["clusters"])
 
         @task
         def allocate(cluster_name: str, rng: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +293,7 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
                                    aws_conn_id=cost_center.billing.aws_conn_id, deferrable=True,
                                    poke_interval=cost_center.billing.poke_interval_seconds,
                                    timeout=cost_center.billing.wait_timeout_seconds)
-        outputs = allocate.partial(rng=rng).expand(cluster_name=cluster_names)
+        outputs = allocate.partial(rng=rng).expand(cluster_name=clusters_of(rng))
         billed >> outputs
         load(outputs, rng)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from podledger.config import SAMPLE_CONFIG, load_config, load_cost_center
@@ -25,7 +27,7 @@ def test_sample_config_is_valid():
 
 
 @pytest.mark.parametrize("body, field, reason", [
-    ("  - name: bad\n    clusters: []\n", "clusters", "at least 1"),
+    ("  - name: bad\n    clusters: []\n", "(root)", "at least 1 cluster in 'clusters' or configure 'discovery'"),
     ("  - name: bad\n    clusters: [{name: ok}]\n    time_frame_seconds: 7000\n", "time_frame_seconds", "divide a day"),
     ("  - name: bad\n    clusters: [{name: '../escape'}]\n", "clusters.0.name", "must match"),
     ("  - name: bad\n    clusters: [{name: 'a/b'}]\n", "clusters.0.name", "must match"),
@@ -39,7 +41,7 @@ def test_bad_cost_center_names_file_field_reason(tmp_path, body, field, reason):
     assert [c.name for c in loaded.cost_centers] == ["good"], "a bad cost center must not take the others down"
     (label, message), = loaded.errors
     assert str(path) in message and f"field '{field}'" in message and reason in message and "bad" in label
-    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(field)):
         load_cost_center("bad", path)
 
 
