@@ -48,8 +48,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     cc = load_cost_center(args.cost_center, args.config)
     store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
     for cluster in _clusters(cc, args.cluster, args.start, args.end):
-        client = client_from_connection(get_connection(cluster.prometheus_conn_id), cc.query_timeout_seconds)
-        check_ready(client)
+        conn = get_connection(cluster.prometheus_conn_id)
+        client = client_from_connection(conn, cc.query_timeout_seconds)
+        if conn.extra.get("readiness_path", "/-/ready"):
+            check_ready(client, conn.extra.get("readiness_path", "/-/ready"))
         for window in plan_windows(args.start, args.end, cc.time_frame_seconds):
             if not args.force and store.exists(manifest_key(split_uri(cc.storage.uri)[2], cluster.name, window)):
                 print(f"skipped {cluster.name} {window}: already complete (--force re-exports)")

@@ -116,6 +116,25 @@ class WarehouseConfig(_Model):
         return Path(os.path.expandvars(self.path.replace("${PODLEDGER_HOME}", home))).expanduser()
 
 
+class MetricsConfig(_Model):
+    """Which catalog metrics to export: every one by default; optional ones can be switched off."""
+
+    disable: tuple[str, ...] = ()
+
+    @field_validator("disable")
+    @classmethod
+    def _known_optional(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from podledger.catalog import CATALOG_BY_NAME
+
+        for name in value:
+            spec = CATALOG_BY_NAME.get(name)
+            if spec is None:
+                raise ValueError(f"unknown metric {name!r}; known: {sorted(CATALOG_BY_NAME)}")
+            if spec.required:
+                raise ValueError(f"metric {name!r} is required for allocation and cannot be disabled")
+        return value
+
+
 class CostCenterConfig(_Model):
     """A cost center: its clusters, schedule, storage, billing source and warehouse."""
 
@@ -130,6 +149,8 @@ class CostCenterConfig(_Model):
     cluster_label: str = Field("cluster", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
     query_timeout_seconds: float = Field(120.0, gt=0)
     query_retries: int = Field(4, ge=0, le=10)
+    query_delay_seconds: float = Field(0.0, ge=0, le=60)  # pause after each query: gentler on a busy Prometheus
+    metrics: MetricsConfig = MetricsConfig()
     retries: int = Field(3, ge=0, le=20)
     retry_delay_seconds: int = Field(60, ge=1)
     clusters: tuple[ClusterConfig, ...] = ()

@@ -186,8 +186,13 @@ def serialise(table: pa.Table, fmt: str) -> bytes:
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
 
 
+def enabled_metrics(cost_center: CostCenterConfig) -> tuple[MetricSpec, ...]:
+    """Return the catalog entries the cost center exports (all but the disabled optional ones)."""
+    return tuple(spec for spec in CATALOG if spec.name not in cost_center.metrics.disable)
+
+
 def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
-                  window: Window, *, metrics: tuple[MetricSpec, ...] = CATALOG) -> dict[str, Any]:
+                  window: Window, *, metrics: tuple[MetricSpec, ...] | None = None) -> dict[str, Any]:
     """Export one cluster-window and return its manifest; the manifest is written only after every file.
 
     The old manifest is deleted first, so a run killed half way leaves the window visibly incomplete
@@ -195,6 +200,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
     """
     _, _, prefix = split_uri(cost_center.storage.uri)
     fmt = cost_center.storage.format
+    metrics = enabled_metrics(cost_center) if metrics is None else metrics
     # Centralized mode: the cluster's series are selected by the cluster label's value.
     cluster_label = cost_center.cluster_label if cluster.cluster_label_value is not None else None
     started = time.perf_counter()
@@ -202,8 +208,11 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
     store.delete([m_key] if store.exists(m_key) else [])
 
     def run(spec: MetricSpec) -> MetricFrame:
-        return query_metric(client, spec, cluster, window, cluster_label=cluster_label,
-                            timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
+        frame = query_metric(client, spec, cluster, window, cluster_label=cluster_label,
+                             timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
+        if cost_center.query_delay_seconds:
+            time.sleep(cost_center.query_delay_seconds)
+        return frame
 
     # Threads bound concurrency (QUERIES_BATCH_SIZE) and memory: at most that many results in flight.
     # The first failure cancels the queries not started yet: the window fails as a whole.

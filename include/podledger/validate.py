@@ -102,7 +102,7 @@ def check_manifest(manifest: dict) -> list[Finding]:
             add(ERROR, "required_metric_empty", name, f"{spec.source} returned no series for the window",
                 f"check that Prometheus scrapes {scraper} for this cluster and that the connection points at the "
                 "right Prometheus (and cluster label value, in centralized mode)")
-        elif spec.group == "labels" and empty:
+        elif spec.group == "labels" and entry is not None and empty:
             add(WARNING, "labels_missing", name, f"{spec.source} is empty: rows will carry no {name.split('_')[0]} labels",
                 f"start kube-state-metrics with {LABELS_FLAG}")
 

@@ -15,7 +15,8 @@ class PrometheusHook(BaseHook):
 
     Connection fields: host (may include the scheme), port, schema (path prefix such as ``prometheus``),
     login/password (basic auth). Extras: ``token`` (sent as a ``token`` header), ``bearer_token``,
-    ``x_scope_orgid`` (tenant), ``headers`` (dict), ``verify`` (false or a CA bundle path), ``scheme``.
+    ``x_scope_orgid`` (tenant), ``headers`` (dict), ``verify`` (false or a CA bundle path), ``scheme``,
+    ``readiness_path`` (default ``/-/ready``; e.g. ``/ready`` for Mimir, empty to skip the check).
     """
 
     conn_name_attr = "prometheus_conn_id"
@@ -39,6 +40,9 @@ class PrometheusHook(BaseHook):
         """Return a ``PrometheusConnect`` client configured from the connection."""
         return client_from_connection(self.connection_info(), self.timeout)
 
-    def check_ready(self, path: str = "/-/ready") -> None:
-        """Raise unless the endpoint's readiness path answers 200."""
-        check_ready(self.get_conn(), path)
+    def check_ready(self, path: str | None = None) -> None:
+        """Raise unless the endpoint's readiness path answers 200 (the connection's ``readiness_path`` extra)."""
+        info = self.connection_info()
+        path = path if path is not None else info.extra.get("readiness_path", "/-/ready")
+        if path:
+            check_ready(client_from_connection(info, self.timeout), path)

@@ -134,3 +134,19 @@ def test_unreachable_prometheus_fails_clearly_and_leaves_window_incomplete(stack
     assert "cluster demo-eks" in message and "window 2026-11-02T00:00Z" in message and "metric " in message
     assert "s3cret" not in message
     assert not store.exists(key), "a failed re-export must not leave the old manifest claiming the window is complete"
+    # The retry (Prometheus reachable again) completes the window.
+    export_window(good, store, cc, cc.clusters[0], window)
+    assert store.exists(key)
+
+
+def test_optional_metrics_can_be_switched_off_required_ones_cannot(stack_env, fresh_bucket, store_factory, prometheus):
+    from pydantic import ValidationError
+
+    cc = make_cost_center(fresh_bucket, metrics={"disable": ["pod_labels", "node_allocatable"]})
+    client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=prometheus.port))
+    window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
+    manifest = export_window(client, store_factory(fresh_bucket), cc, cc.clusters[0], window)
+    assert "pod_labels" not in manifest["metrics"] and "node_allocatable" not in manifest["metrics"]
+    assert "cpu_usage" in manifest["metrics"]
+    with pytest.raises(ValidationError, match="required for allocation"):
+        make_cost_center(fresh_bucket, metrics={"disable": ["cpu_usage"]})
