@@ -8,10 +8,17 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-  echo "==> installing Debian's prometheus package (prometheus, promtool)"
+# The demo needs prometheus/promtool; the tests also run VictoriaMetrics and nginx (auth in front of Prometheus).
+PACKAGES="prometheus"
+if [ "${1:-}" = "--dev" ]; then PACKAGES="prometheus victoria-metrics nginx-light"; fi
+MISSING=""
+for pkg in $PACKAGES; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || MISSING="$MISSING $pkg"
+done
+if [ -n "$MISSING" ]; then
+  echo "==> installing Debian packages:$MISSING"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $MISSING >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"

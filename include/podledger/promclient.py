@@ -37,8 +37,33 @@ class QueryResult:
     bytes_received: int
 
 
-def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0) -> Any:
-    """Build a ``PrometheusConnect`` from a connection: URL, token/bearer/basic auth, tenant, TLS."""
+class SigV4Auth(requests.auth.AuthBase):
+    """Sign each request with AWS Signature Version 4 (Amazon Managed Prometheus: service ``aps``)."""
+
+    def __init__(self, credentials: Any, region: str, service: str = "aps") -> None:
+        self.credentials = credentials
+        self.region = region
+        self.service = service
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        from botocore.auth import SigV4Auth as BotocoreSigV4
+        from botocore.awsrequest import AWSRequest
+
+        body = request.body or b""
+        body = body.encode() if isinstance(body, str) else body
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type",)}
+        aws_request = AWSRequest(method=request.method, url=request.url, data=body, headers=headers)
+        BotocoreSigV4(self.credentials, self.service, self.region).add_auth(aws_request)
+        request.headers.update(dict(aws_request.headers.items()))
+        return request
+
+
+def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0, credentials: Any = None) -> Any:
+    """Build a ``PrometheusConnect`` from a connection: URL, token/bearer/basic/SigV4 auth, tenant, TLS.
+
+    SigV4 (extra ``sigv4: {region, service}``) signs with ``credentials`` (the Airflow hook passes the AWS
+    connection's), else botocore's default chain (environment, profile, instance role).
+    """
     from prometheus_api_client import PrometheusConnect
 
     extra = conn.extra
@@ -49,7 +74,20 @@ def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0) -> Any:
         headers["Authorization"] = f"Bearer {extra['bearer_token']}"
     if extra.get("x_scope_orgid"):
         headers["X-Scope-OrgID"] = str(extra["x_scope_orgid"])
-    auth = (conn.login, conn.password or "") if conn.login else None
+    auth: Any = (conn.login, conn.password or "") if conn.login else None
+    sigv4 = extra.get("sigv4")
+    if sigv4:
+        if credentials is None:
+            import botocore.session
+
+            credentials = botocore.session.get_session().get_credentials()
+        if credentials is None:
+            raise PrometheusQueryError(f"connection {conn.conn_id!r}: SigV4 needs AWS credentials (an AWS connection, "
+                                       "environment variables or an instance role)")
+        region = sigv4.get("region") or extra.get("region_name")
+        if not region:
+            raise PrometheusQueryError(f"connection {conn.conn_id!r}: set sigv4.region (e.g. us-east-1) in the extras")
+        auth = SigV4Auth(credentials, region, sigv4.get("service", "aps"))
     verify = extra.get("verify", True)
     client = PrometheusConnect(
         url=conn.base_url(),
@@ -61,7 +99,16 @@ def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0) -> Any:
     )
     if isinstance(verify, str) and verify.lower() not in {"true", "false"}:
         client._session.verify = verify  # a CA bundle path
+    client.podledger_conn_id = conn.conn_id  # named in errors (the URL and the secrets are not enough / too much)
     return client
+
+
+AUTH_HINT = ("the endpoint rejected the credentials: check the connection's login/password or its token, bearer_token, "
+             "x_scope_orgid or SigV4 settings")
+
+
+def _who(client: Any) -> str:
+    return f"connection {getattr(client, 'podledger_conn_id', '?')!r} ({client.url})"
 
 
 def instant_query(client: Any, query: str, at: float, *, context: str, timeout: float = 120.0,
@@ -96,6 +143,8 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
                 payload = body.get("data") or {}
                 return QueryResult(payload.get("result") or [], payload.get("stats"),
                                    time.perf_counter() - started, len(response.content))
+            if status in (401, 403):
+                raise PrometheusQueryError(f"{context}, {_who(client)}: HTTP {status}: {AUTH_HINT}")
             try:
                 error = response.json().get("error", "")
             except ValueError:
@@ -106,7 +155,7 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
             raise QueryTooLarge(f"{context}: the endpoint refused the query for its size: {error}")
         transient = status is None or status in RETRYABLE_STATUS
         if not transient or attempt > retries:
-            raise PrometheusQueryError(f"{context}: query failed after {attempt} attempt(s): {error}")
+            raise PrometheusQueryError(f"{context}, {_who(client)}: query failed after {attempt} attempt(s): {error}")
         delay = backoff_seconds * 2 ** (attempt - 1)
         log.warning("%s: %s; retrying in %.1fs (attempt %d/%d)", context, error, delay, attempt, retries + 1)
         time.sleep(delay)
@@ -119,8 +168,10 @@ def check_ready(client: Any, path: str = "/-/ready", timeout: float = 10.0) -> N
         response = client._session.get(url, headers=client.headers, auth=client.auth,
                                        verify=client._session.verify, timeout=timeout)
     except requests.RequestException as exc:
-        raise PrometheusQueryError(f"Prometheus at {client.url} is not reachable ({type(exc).__name__}); "
+        raise PrometheusQueryError(f"{_who(client)}: Prometheus is not reachable ({type(exc).__name__}); "
                                    "check the connection's host and port") from None
+    if response.status_code in (401, 403):
+        raise PrometheusQueryError(f"{_who(client)}: GET {path} answered HTTP {response.status_code}: {AUTH_HINT}")
     if response.status_code != 200:
-        raise PrometheusQueryError(f"Prometheus at {client.url} is not ready: GET {path} answered "
-                                   f"HTTP {response.status_code}; check credentials or wait for it to start")
+        raise PrometheusQueryError(f"{_who(client)}: not ready: GET {path} answered HTTP {response.status_code}; "
+                                   "wait for it to start or set the connection's readiness_path extra")

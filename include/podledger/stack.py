@@ -114,6 +114,85 @@ def start_prometheus(tsdb_dir: Path, work_dir: Path, *, extra_args: list[str] | 
     return _spawn("prometheus", cmd, work_dir / "prometheus.log", port, f"http://127.0.0.1:{port}", "/-/ready", timeout)
 
 
+def start_victoria_metrics(work_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> Server:
+    """Start VictoriaMetrics single-node (Debian ``victoria-metrics``) on 127.0.0.1 with its own storage."""
+    binary = shutil.which("victoria-metrics")
+    if not binary:
+        raise PodledgerError("victoria-metrics not found: apt-get install victoria-metrics")
+    port = port or free_port()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={work_dir / 'vmdata'}", "-retentionPeriod=100y",
+           "-search.disableCache", "-search.latencyOffset=0s"]
+    return _spawn("victoria-metrics", cmd, work_dir / "victoria-metrics.log", port, f"http://127.0.0.1:{port}", "/health",
+                  timeout)
+
+
+def import_openmetrics(server: Server, openmetrics: Path, batch_lines: int = 200_000) -> int:
+    """Import an OpenMetrics file (timestamps in seconds) into VictoriaMetrics; return the samples sent."""
+    url = f"{server.url}/api/v1/import/prometheus"
+    sent = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        if batch:
+            response = requests.post(url, data="".join(batch).encode(), timeout=300)
+            if response.status_code not in (200, 204):
+                raise PodledgerError(f"VictoriaMetrics import failed: HTTP {response.status_code} {response.text[:200]}")
+            batch.clear()
+
+    with openmetrics.open() as lines:
+        for line in lines:
+            if line.startswith("#"):
+                continue
+            head, ts = line.rsplit(" ", 1)
+            batch.append(f"{head} {int(ts) * 1000}\n")  # the Prometheus text format takes milliseconds
+            sent += 1
+            if len(batch) >= batch_lines:
+                flush()
+    flush()
+    requests.get(f"{server.url}/internal/force_flush", timeout=60)
+    return sent
+
+
+NGINX_AUTH_CONF = """
+user root;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log {work}/nginx-access.log;
+  client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
+  uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    location /open/   {{ proxy_pass {upstream}/; }}
+    location /basic/  {{ auth_basic "prometheus"; auth_basic_user_file {work}/htpasswd; proxy_pass {upstream}/; }}
+    location /token/  {{ if ($http_token != "{token}") {{ return 401; }} proxy_pass {upstream}/; }}
+    location /bearer/ {{ if ($http_authorization != "Bearer {bearer}") {{ return 401; }} proxy_pass {upstream}/; }}
+    location /tenant/ {{ if ($http_x_scope_orgid != "{tenant}") {{ return 401; }} proxy_pass {upstream}/; }}
+  }}
+}}
+"""
+
+
+def start_nginx_auth(upstream: str, work_dir: Path, *, user: str, password: str, token: str, bearer: str, tenant: str,
+                     port: int | None = None, timeout: float = 30.0) -> Server:
+    """Start nginx (Debian package) on 127.0.0.1 in front of ``upstream``, one path prefix per auth method."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        raise PodledgerError("nginx not found: apt-get install nginx-light")
+    port = port or free_port()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "tmp").mkdir(exist_ok=True)
+    (work_dir / "htpasswd").write_text(f"{user}:{{PLAIN}}{password}\n")
+    conf = work_dir / "nginx.conf"
+    conf.write_text(NGINX_AUTH_CONF.format(work=work_dir, port=port, upstream=upstream, token=token, bearer=bearer,
+                                           tenant=tenant))
+    cmd = [binary, "-c", str(conf), "-p", str(work_dir), "-g", "daemon off;"]
+    return _spawn("nginx", cmd, work_dir / "nginx.log", port, f"http://127.0.0.1:{port}", "/open/-/ready", timeout)
+
+
 def start_moto(work_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> Server:
     """Start moto's S3-compatible server on 127.0.0.1 (the one stand-in: no S3 server ships in the registries)."""
     port = port or free_port()

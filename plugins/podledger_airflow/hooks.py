@@ -37,12 +37,23 @@ class PrometheusHook(BaseHook):
                               extra=conn.extra_dejson)
 
     def get_conn(self) -> Any:
-        """Return a ``PrometheusConnect`` client configured from the connection."""
-        return client_from_connection(self.connection_info(), self.timeout)
+        """Return a ``PrometheusConnect`` client configured from the connection.
+
+        With a ``sigv4`` extra (Amazon Managed Prometheus), requests are signed with the credentials of the
+        AWS connection named by ``sigv4.aws_conn_id`` (default ``aws_default``), role assumption included.
+        """
+        info = self.connection_info()
+        credentials = None
+        if info.extra.get("sigv4"):
+            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+            aws = AwsBaseHook(aws_conn_id=info.extra["sigv4"].get("aws_conn_id", "aws_default"), client_type="sts")
+            credentials = aws.get_credentials()
+        return client_from_connection(info, self.timeout, credentials=credentials)
 
     def check_ready(self, path: str | None = None) -> None:
         """Raise unless the endpoint's readiness path answers 200 (the connection's ``readiness_path`` extra)."""
         info = self.connection_info()
         path = path if path is not None else info.extra.get("readiness_path", "/-/ready")
         if path:
-            check_ready(client_from_connection(info, self.timeout), path)
+            check_ready(self.get_conn(), path)
