@@ -70,6 +70,7 @@ class Container:
     cpu_base: float  # cores used on average
     memory_base: int  # working-set bytes on average
     gpu_request: int = 0
+    flat: bool = False  # use exactly the base values every minute (worked examples)
 
 
 @dataclass
@@ -119,6 +120,8 @@ class Cluster:
 
 def cpu_profile(container: Container, pod: Pod, t: int) -> float:
     """Cores used by ``container`` during the minute ending at ``t`` (deterministic)."""
+    if container.flat:
+        return container.cpu_base
     phase = int(stable_hex(pod.uid, container.name, length=6), 16) % 360
     wave = 1.0 + 0.25 * math.sin(2 * math.pi * t / 86400 + math.radians(phase))
     jitter = 1.0 + 0.08 * math.sin(t / 420.0 + phase)
@@ -127,6 +130,8 @@ def cpu_profile(container: Container, pod: Pod, t: int) -> float:
 
 def memory_profile(container: Container, pod: Pod, t: int) -> float:
     """Working-set bytes of ``container`` at the sample taken at ``t``."""
+    if container.flat:
+        return float(container.memory_base)
     phase = int(stable_hex(pod.uid, container.name, "m", length=6), 16) % 360
     return float(int(container.memory_base * (1.0 + 0.05 * math.sin(t / 900.0 + math.radians(phase)))))
 
