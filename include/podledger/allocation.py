@@ -35,6 +35,7 @@ OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "memory_usage_gib_hours": pl.Float64, "memory_allocated_gib_hours": pl.Float64, "gpu_allocated_hours": pl.Float64,
     "network_transmit_bytes": pl.Float64, "network_receive_bytes": pl.Float64,
     "cpu_cost": pl.Float64, "memory_cost": pl.Float64, "gpu_cost": pl.Float64, "unused_cost": pl.Float64,
+    "network_cost": pl.Float64,
     "total_cost": pl.Float64, "currency": pl.String, "cost_basis": pl.String, "efficiency": pl.Float64,
 }
 NUMERIC = [k for k, v in OUTPUT_SCHEMA.items() if v == pl.Float64]
@@ -274,36 +275,85 @@ def _conform(frame: pl.DataFrame, common: dict[str, object]) -> pl.DataFrame:
     return frame.select(columns)
 
 
+def _merge_idle(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Merge idle contributions into one row per node (the table's grain)."""
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame()
+    merged = pl.concat([f.with_columns(*(pl.lit(0.0).alias(c) for c in ("unused_cost", "network_cost") if c not in f.columns))
+                        .select("node", "instance_id", "instance_type", "currency", "unused_cost", "network_cost")
+                        for f in frames], how="vertical_relaxed")
+    return (merged.group_by("node", maintain_order=True)
+            .agg(pl.col("instance_id", "instance_type", "currency").drop_nulls().first(), pl.col("unused_cost", "network_cost").sum())
+            .with_columns((pl.col("unused_cost") + pl.col("network_cost")).alias("total_cost")))
+
+
+def split_data_transfer(pod_rows: pl.DataFrame, transfer: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split each node's data-transfer cost by its pods' transmitted bytes; return (pod rows, node leftovers).
+
+    A node whose pods sent nothing keeps its transfer cost as idle: billed money is never dropped.
+    """
+    if not transfer.height:
+        return pod_rows.with_columns(pl.lit(0.0).alias("network_cost")), pl.DataFrame()
+    tx = pl.col("network_transmit_bytes").fill_null(0.0)
+    rows = (pod_rows.join(transfer.select("instance_id", pl.col("cost").alias("transfer_cost")), on="instance_id", how="left")
+            .with_columns(tx.sum().over("node").alias("node_tx")))
+    rows = rows.with_columns(pl.when(pl.col("node_tx") > 0).then(pl.col("transfer_cost").fill_null(0.0) * tx / pl.col("node_tx"))
+                             .otherwise(0.0).alias("network_cost"))
+    rows = rows.with_columns((pl.col("total_cost") + pl.col("network_cost")).alias("total_cost"))
+    placed = rows.group_by("instance_id").agg(pl.col("network_cost").sum().alias("placed"))
+    leftover = (transfer.join(placed, on="instance_id", how="left")
+                .with_columns((pl.col("cost") - pl.col("placed").fill_null(0.0)).alias("network_cost"))
+                .filter(pl.col("network_cost").abs() > 0))
+    return rows.drop("transfer_cost", "node_tx"), leftover
+
+
 def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_center: str, cluster: str,
                   instance_costs: pl.DataFrame, control_plane: pl.DataFrame, options: AllocationConfig,
-                  cost_basis: str) -> pl.DataFrame:
+                  cost_basis: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
     """Return every allocation row of one cluster-hour (pods and sentinels), in OUTPUT_SCHEMA order."""
     pods = pod_hours(frames)
     nodes = node_hours(frames)
     costs = instance_costs.filter(pl.col("hour_start") == hour)
+    transfer = (transfer_costs.filter(pl.col("hour_start") == hour).select("instance_id", "cost")
+                if transfer_costs is not None else pl.DataFrame(schema={"instance_id": pl.String, "cost": pl.Float64}))
     nodes = nodes.join(costs.select("instance_id", "cost", "currency", "instance_type"), on="instance_id", how="left")
     priced_nodes = nodes.filter(pl.col("cost").is_not_null())
     common = {"hour_start": hour, "cost_center": cost_center, "cluster": cluster, "cost_basis": cost_basis}
     parts = []
+    priced_transfer = transfer.join(priced_nodes.select("instance_id"), on="instance_id", how="semi")
     if pods.height:
         pod_rows, idle = split_node_costs(pods, priced_nodes, options)
+        pod_rows, leftover = split_data_transfer(pod_rows, priced_transfer)
         parts.append(_conform(pod_rows.with_columns(efficiency_expr().alias("efficiency")), common))
-        parts.append(_conform(_sentinel(idle, IDLE), common))
         unpriced = pods.filter(~pl.col("node").is_in(priced_nodes["node"].implode()) | pl.col("node").is_null())
     else:
         idle = priced_nodes.select("node", "instance_id", "instance_type", "currency",
                                    pl.col("cost").alias("unused_cost"), pl.col("cost").alias("total_cost"))
-        parts.append(_conform(_sentinel(idle, IDLE), common))
+        leftover = priced_transfer.rename({"cost": "network_cost"})
         unpriced = pods
-    if unpriced.height:
+    if leftover.height:
+        leftover = leftover.join(priced_nodes.select("node", "instance_id", "instance_type", "currency"), on="instance_id")
+    merged_idle = _merge_idle([idle, leftover])
+    if merged_idle.height:
+        parts.append(_conform(_sentinel(merged_idle, IDLE), common))
+    unpriced_transfer = transfer.join(nodes.filter(pl.col("cost").is_null()).select("node", "instance_id"), on="instance_id")
+    if unpriced.height or unpriced_transfer.height:
         usage = [c for c in NUMERIC if c in unpriced.columns]
-        summary = unpriced.group_by("node").agg(pl.col(usage).sum())
+        summary = unpriced.group_by("node").agg(pl.col(usage).sum()) if unpriced.height else pl.DataFrame(
+            schema={"node": pl.String})
+        network = unpriced_transfer.group_by("node").agg(pl.col("cost").sum().alias("network_cost"))
+        summary = summary.join(network, on="node", how="full", coalesce=True).with_columns(
+            pl.col("network_cost").fill_null(0.0), pl.col("network_cost").fill_null(0.0).alias("total_cost"))
         parts.append(_conform(_sentinel(summary, UNPRICED), common))
     known = set(nodes["instance_id"].to_list())
     orphans = costs.filter((pl.col("cluster_tag") == cluster) & ~pl.col("instance_id").is_in(list(known)))
     if orphans.height:
+        orphans = orphans.join(transfer.rename({"cost": "network_cost"}), on="instance_id", how="left").with_columns(
+            pl.col("network_cost").fill_null(0.0))
         parts.append(_conform(_sentinel(orphans.select(
-            "instance_id", "instance_type", "currency", pl.col("cost").alias("total_cost")), UNALLOCATED), common))
+            "instance_id", "instance_type", "currency", "network_cost",
+            (pl.col("cost") + pl.col("network_cost")).alias("total_cost")), UNALLOCATED), common))
     overhead = control_plane.filter((pl.col("hour_start") == hour) & (pl.col("cluster") == cluster))
     if overhead.height:
         parts.append(_conform(_sentinel(overhead.select("currency", pl.col("cost").alias("total_cost")),
@@ -312,13 +362,20 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
 
 
 def billed_cost(instance_costs: pl.DataFrame, control_plane: pl.DataFrame, node_instances: pl.DataFrame,
-                cluster: str) -> pl.DataFrame:
-    """Return the billed cost per hour of the cluster's resources: its nodes, tagged instances, control plane."""
+                cluster: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Return the billed cost per hour of the cluster's resources.
+
+    Its nodes (instances seen in the metrics), instances tagged for it, their data transfer, and its
+    EKS control plane.
+    """
     mine = instance_costs.join(node_instances.select("hour_start", "instance_id").unique().with_columns(
         pl.lit(True).alias("seen")), on=["hour_start", "instance_id"], how="left")
     mine = mine.filter(pl.col("seen").fill_null(False) | (pl.col("cluster_tag") == cluster))
     parts = [mine.select("hour_start", "cost"),
              control_plane.filter(pl.col("cluster") == cluster).select("hour_start", "cost")]
+    if transfer_costs is not None and transfer_costs.height:
+        owned = pl.concat([mine.select("hour_start", "instance_id"), node_instances.select("hour_start", "instance_id")]).unique()
+        parts.append(transfer_costs.join(owned, on=["hour_start", "instance_id"], how="semi").select("hour_start", "cost"))
     return pl.concat(parts).group_by("hour_start").agg(pl.col("cost").sum().alias("billed_cost"))
 
 

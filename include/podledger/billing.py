@@ -165,6 +165,22 @@ def instance_hour_costs(cur: pl.DataFrame, basis: str, cluster_tag_keys: tuple[s
             .sort("hour_start", "instance_id").collect())
 
 
+def data_transfer_costs(cur: pl.DataFrame, basis: str) -> pl.DataFrame:
+    """Return data-transfer cost per (instance, hour) for rows tied to an EC2 instance.
+
+    Transfer rows can sit under AmazonEC2 with servicecode AWSDataTransfer (reference §1.5): check both.
+    """
+    is_transfer = ((pl.col(SERVICE_CODE).fill_null("") == DATA_TRANSFER_SERVICE)
+                   | pl.col(USAGE_TYPE).fill_null("").str.contains("DataTransfer|DataXfer"))
+    return (cur.lazy()
+            .filter(is_transfer & pl.col(RESOURCE_ID).fill_null("").str.starts_with("i-")
+                    & ~pl.col(LINE_ITEM_TYPE).is_in([SP_NEGATION]))
+            .with_columns(cost_expr(basis).alias("cost"))
+            .group_by("hour_start", pl.col(RESOURCE_ID).alias("instance_id"))
+            .agg(pl.col("cost").sum())
+            .collect())
+
+
 def control_plane_costs(cur: pl.DataFrame, basis: str) -> pl.DataFrame:
     """Return EKS control-plane cost per (cluster, hour), the cluster taken from the resource ARN."""
     return (cur.lazy()

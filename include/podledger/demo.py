@@ -113,7 +113,8 @@ def run_pipeline_directly(env: dict[str, str], start: dt.datetime, end: dt.datet
 
 def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime) -> bool:
     """Print cost by namespace, the reconciliation with the CUR, and where the data lives; return balanced."""
-    from podledger.billing import control_plane_costs, instance_hour_costs, read_cur
+    from podledger.allocation import billed_cost
+    from podledger.billing import control_plane_costs, data_transfer_costs, instance_hour_costs, read_cur
     from podledger.cli import store_for
     from podledger.storage import split_uri
     from podledger.warehouse import DuckDBLoader
@@ -131,25 +132,25 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
         print(by_namespace)
         _, _, billing_prefix = split_uri(cc.billing.uri)
         cur = read_cur(store_for(cc.billing.uri, cc.billing.aws_conn_id), billing_prefix, start, end)
-        instances = instance_hour_costs(cur, cc.billing.cost_basis, cc.billing.cluster_tag_keys)
-        seen = rows.select("hour_start", "instance_id").drop_nulls().unique()
-        mine = instances.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))).join(
-            seen.with_columns(pl.lit(True).alias("node")), on=["hour_start", "instance_id"], how="left").filter(
-            pl.col("node").fill_null(False) | (pl.col("cluster_tag") == "demo-eks"))
-        plane = control_plane_costs(cur, cc.billing.cost_basis).filter(pl.col("cluster") == "demo-eks")
-        billed = pl.concat([mine.select("hour_start", "cost"),
-                            plane.select(pl.col("hour_start").cast(pl.Datetime("us", "UTC")), "cost")])
-        billed = billed.group_by("hour_start").agg(pl.col("cost").sum().alias("cur_cost"))
+        basis = cc.billing.cost_basis
+        utc = pl.Datetime("us", "UTC")
+        instances = instance_hour_costs(cur, basis, cc.billing.cluster_tag_keys).with_columns(pl.col("hour_start").cast(utc))
+        plane = control_plane_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
+        transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
+        seen = rows.filter(~pl.col("namespace").is_in(["__unallocated__"])).select("hour_start", "instance_id").drop_nulls().unique()
+        billed = billed_cost(instances, plane, seen, "demo-eks", transfer).rename({"billed_cost": "cur_cost"})
         owners = pl.col("namespace")
         allocated = rows.group_by("hour_start").agg(
             pl.col("total_cost").filter(~owners.str.starts_with("__")).sum().alias("pods"),
             pl.col("total_cost").filter(owners == "__idle__").sum().alias("idle"),
             pl.col("total_cost").filter(owners == "__unallocated__").sum().alias("unallocated"),
             pl.col("total_cost").filter(owners == "__cluster_overhead__").sum().alias("overhead"),
+            pl.col("network_cost").sum().alias("of_which_network"),
             pl.col("total_cost").sum().alias("allocated"))
         recon = allocated.join(billed, on="hour_start", how="full", coalesce=True).fill_null(0.0).with_columns(
             (pl.col("allocated") - pl.col("cur_cost")).alias("difference")).sort("hour_start")
-        print("\nReconciliation per hour (Σ pods + idle + unallocated + overhead vs CUR cost of the cluster's resources):")
+        print("\nReconciliation per hour (Σ pods + idle + unallocated + overhead vs the CUR cost of the cluster's "
+              "instances, their data transfer and its control plane):")
         print(recon.with_columns(pl.col(c).round(6) for c in recon.columns if c != "hour_start"))
     total_alloc, total_cur = recon["allocated"].sum(), recon["cur_cost"].sum()
     balanced = round(total_alloc, 2) == round(total_cur, 2) and (recon["difference"].abs() <= 1e-9 * recon["cur_cost"].abs().max()).all()

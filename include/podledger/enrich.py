@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from podledger.allocation import allocate_hour, billed_cost, node_hours, reconcile
-from podledger.billing import control_plane_costs, entries_of_maps, instance_hour_costs, read_cur
+from podledger.billing import control_plane_costs, data_transfer_costs, entries_of_maps, instance_hour_costs, read_cur
 from podledger.catalog import CATALOG_BY_NAME, MAX_COLUMNS
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
@@ -105,6 +105,7 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
     cur = read_cur(billing_store, billing_prefix, hours[0], hours[-1] + dt.timedelta(hours=1))
     instance_costs = instance_hour_costs(cur, basis, cost_center.billing.cluster_tag_keys)
     control_plane = control_plane_costs(cur, basis)
+    transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC")))
     rows, node_instances = [], []
     for hour in hours:
         windows = plan_windows(hour, hour + dt.timedelta(hours=1), cost_center.time_frame_seconds)
@@ -112,7 +113,7 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         node_instances.append(node_hours(frames).select(pl.lit(hour).alias("hour_start"), "instance_id"))
         rows.append(allocate_hour(frames, hour=hour, cost_center=cost_center.name, cluster=cluster.name,
                                   instance_costs=instance_costs, control_plane=control_plane,
-                                  options=cost_center.allocation, cost_basis=basis))
+                                  options=cost_center.allocation, cost_basis=basis, transfer_costs=transfer))
         log.info("cluster %s hour %s: %d rows", cluster.name, f"{hour:%Y-%m-%dT%H}Z", rows[-1].height)
     all_rows = pl.concat(rows)
     nodes = pl.concat(node_instances).with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC")))
@@ -124,7 +125,8 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
     if errors:
         raise BillingDataError(f"cost center {cost_center.name}: {len(errors)} billing error(s); first: {errors[0]}")
     billed = billed_cost(instance_costs.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))),
-                         control_plane.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))), nodes, cluster.name)
+                         control_plane.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))), nodes, cluster.name,
+                         transfer)
     report = reconcile(all_rows, billed).with_columns(pl.lit(cluster.name).alias("cluster"))
     bad = report.filter(~pl.col("ok"))
     if check and bad.height:

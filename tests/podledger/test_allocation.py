@@ -160,3 +160,16 @@ def test_gpu_node_weights_are_9_09_01():
     assert trainer["cpu_cost"] == pytest.approx(0.9 * 2 * unit)
     assert trainer["memory_cost"] == pytest.approx(0.1 * 8 * unit)
     assert trainer["unused_cost"] == pytest.approx(10.0 - (9 + 1.8 + 0.8) * unit)
+
+
+def test_data_transfer_split_by_transmitted_bytes_and_leftover_kept():
+    from podledger.allocation import split_data_transfer
+
+    pods = pl.DataFrame({"node": ["n1", "n1", "n2"], "instance_id": ["i-1", "i-1", "i-2"], "pod": ["a", "b", "c"],
+                         "network_transmit_bytes": [3e9, 1e9, 0.0], "total_cost": [1.0, 1.0, 1.0]})
+    transfer = pl.DataFrame({"instance_id": ["i-1", "i-2"], "cost": [0.04, 0.02]})
+    rows, leftover = split_data_transfer(pods, transfer)
+    network = dict(rows.select("pod", "network_cost").iter_rows())
+    assert network == pytest.approx({"a": 0.03, "b": 0.01, "c": 0.0})
+    assert dict(rows.select("pod", "total_cost").iter_rows())["a"] == pytest.approx(1.03)
+    assert leftover.select("instance_id", "network_cost").rows() == [("i-2", pytest.approx(0.02))]  # nothing sent: idle

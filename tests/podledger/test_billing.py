@@ -23,7 +23,7 @@ def cur():
 def test_amortized_node_prices_match_truth(cur):
     frame, truth, cluster = cur
     costs = instance_hour_costs(frame, "amortized", ("aws_eks_cluster_name", "user_eks_cluster_name"))
-    expected = truth.filter(pl.col("instance_id").str.starts_with("i-"))
+    expected = truth.filter(pl.col("kind") == "instance")
     joined = expected.join(costs, on="instance_id", how="left").filter(pl.col("hour_start") == pl.col("hour_start_right"))
     assert joined.height == expected.height
     assert (joined["amortized_cost"] - joined["cost"]).abs().max() < 1e-12
@@ -46,6 +46,15 @@ def test_cost_bases_differ_as_aws_defines_them(cur):
     assert price("amortized", sp) == pytest.approx(sp.on_demand_rate * 0.72)
     assert price("amortized", ri) == pytest.approx(ri.on_demand_rate * 0.62)
     assert price("net_amortized", ri) == pytest.approx(ri.on_demand_rate * 0.62)  # no discounts: falls back
+
+
+def test_data_transfer_rows_under_amazon_ec2_are_tied_to_their_instance(cur):
+    from podledger.billing import data_transfer_costs
+
+    frame, truth, _ = cur
+    transfer = data_transfer_costs(frame, "amortized")
+    expected = truth.filter(pl.col("kind") == "data_transfer")
+    assert transfer.height == expected.height and transfer["cost"].sum() == pytest.approx(expected["amortized_cost"].sum())
 
 
 def test_control_plane_is_priced_per_cluster(cur):

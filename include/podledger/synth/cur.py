@@ -130,8 +130,11 @@ def build_cur(cluster: Cluster) -> tuple[pa.Table, list[dict]]:
         period = _period(hour)
         for node in cluster.nodes + cluster.orphan_instances:
             cost = _instance_rows(rows, hour, period, node, cluster.name)
-            truth.append({"cluster": cluster.name, "hour_start": hour, "instance_id": node.instance_id,
+            truth.append({"cluster": cluster.name, "hour_start": hour, "instance_id": node.instance_id, "kind": "instance",
                           "node": node.name if node in cluster.nodes else None, "amortized_cost": cost})
+            truth.append({"cluster": cluster.name, "hour_start": hour, "instance_id": node.instance_id,
+                          "kind": "data_transfer", "node": node.name if node in cluster.nodes else None,
+                          "amortized_cost": 0.015})
             gb = 100.0
             rows.add(hour, period, line_item_line_item_type="Usage", line_item_product_code="AmazonEC2",
                      line_item_usage_type="EBS:VolumeUsage.gp3", line_item_operation="CreateVolume-Gp3",
@@ -150,8 +153,8 @@ def build_cur(cluster: Cluster) -> tuple[pa.Table, list[dict]]:
                  line_item_resource_id=f"arn:aws:eks:{REGION}:{ACCOUNT_ID}:cluster/{cluster.name}", line_item_usage_amount=1.0,
                  line_item_unblended_cost=EKS_HOURLY, line_item_unblended_rate="0.1", pricing_unit="hours",
                  product_servicecode="AmazonEKS", product_region_code=REGION, pricing_public_on_demand_cost=EKS_HOURLY)
-        truth.append({"cluster": cluster.name, "hour_start": hour, "instance_id": "__cluster_overhead__", "node": None,
-                      "amortized_cost": EKS_HOURLY})
+        truth.append({"cluster": cluster.name, "hour_start": hour, "instance_id": "__cluster_overhead__",
+                      "kind": "control_plane", "node": None, "amortized_cost": EKS_HOURLY})
         rows.add(hour, period, line_item_line_item_type="SavingsPlanRecurringFee", line_item_product_code="ComputeSavingsPlans",
                  line_item_usage_type="ComputeSP:1yrNoUpfront", line_item_operation="", line_item_unblended_cost=0.5,
                  savings_plan_total_commitment_to_date=0.5, savings_plan_used_commitment=0.45)
