@@ -304,7 +304,8 @@ def split_data_transfer(pod_rows: pl.DataFrame, transfer: pl.DataFrame) -> tuple
     placed = rows.group_by("instance_id").agg(pl.col("network_cost").sum().alias("placed"))
     leftover = (transfer.join(placed, on="instance_id", how="left")
                 .with_columns((pl.col("cost") - pl.col("placed").fill_null(0.0)).alias("network_cost"))
-                .filter(pl.col("network_cost").abs() > 0))
+                # Float residue of the proportional split (~1e-18) is not money: keep real leftovers only.
+                .filter(pl.col("network_cost").abs() > 1e-12))
     return rows.drop("transfer_cost", "node_tx"), leftover
 
 

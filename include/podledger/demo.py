@@ -127,7 +127,8 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
     by_namespace = (rows.group_by("namespace").agg(pl.col("total_cost").sum().round(4).alias("cost_usd"),
                                                     pl.col("pod").n_unique().alias("pods"))
                     .sort("cost_usd", descending=True))
-    with pl.Config(tbl_rows=50, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    with pl.Config(tbl_rows=50, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
         print(f"\nCost by namespace, cluster demo-eks, {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC ({cc.billing.cost_basis}):")
         print(by_namespace)
         _, _, billing_prefix = split_uri(cc.billing.uri)
@@ -151,7 +152,8 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
             (pl.col("allocated") - pl.col("cur_cost")).alias("difference")).sort("hour_start")
         print("\nReconciliation per hour (Σ pods + idle + unallocated + overhead vs the CUR cost of the cluster's "
               "instances, their data transfer and its control plane):")
-        print(recon.with_columns(pl.col(c).round(6) for c in recon.columns if c != "hour_start"))
+        print(recon.with_columns(pl.col("hour_start").dt.strftime("%Y-%m-%d %H:%M"),
+                                 *(pl.col(c).round(6) for c in recon.columns if c != "hour_start")))
     total_alloc, total_cur = recon["allocated"].sum(), recon["cur_cost"].sum()
     balanced = round(total_alloc, 2) == round(total_cur, 2) and (recon["difference"].abs() <= 1e-9 * recon["cur_cost"].abs().max()).all()
     print(f"\nTotal allocated ${total_alloc:.2f} vs CUR ${total_cur:.2f}: "
