@@ -36,6 +36,10 @@ OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "network_transmit_bytes": pl.Float64, "network_receive_bytes": pl.Float64,
     "cpu_cost": pl.Float64, "memory_cost": pl.Float64, "gpu_cost": pl.Float64, "unused_cost": pl.Float64,
     "network_cost": pl.Float64,
+    # AWS split-cost detail per resource (feeds the split line items in the SCAD shape).
+    "cpu_split_usage_ratio": pl.Float64, "memory_split_usage_ratio": pl.Float64,
+    "cpu_unused_cost": pl.Float64, "memory_unused_cost": pl.Float64, "gpu_unused_cost": pl.Float64,
+    "public_on_demand_factor": pl.Float64, "net_factor": pl.Float64,
     "total_cost": pl.Float64, "currency": pl.String, "cost_basis": pl.String, "efficiency": pl.Float64,
 }
 NUMERIC = [k for k, v in OUTPUT_SCHEMA.items() if v == pl.Float64]
@@ -232,9 +236,12 @@ def split_node_costs(pods: pl.DataFrame, nodes: pl.DataFrame, options: Allocatio
         share = pl.when(pl.col(f"{r}_total") > 0).then(pl.col(column) / pl.col(f"{r}_total")).otherwise(0.0)
         redistributed = share * pl.col(f"{r}_unused") if options.idle == "redistribute" else pl.lit(0.0)
         cost_cols += [(ratio * pl.col(f"{r}_capacity") * pl.col(f"{r}_price")).alias(f"{r}_cost"),
-                      redistributed.alias(f"{r}_unused_share")]
+                      redistributed.alias(f"{r}_unused_cost"), ratio.alias(f"{r}_split_usage_ratio")]
     rows = rows.with_columns(cost_cols).with_columns(
-        pl.sum_horizontal(*(f"{r}_unused_share" for r in RESOURCES)).alias("unused_cost"))
+        pl.sum_horizontal(*(f"{r}_unused_cost" for r in RESOURCES)).alias("unused_cost"),
+        # The split is linear in the node's cost: other bases scale it by the node's cost ratio.
+        *((pl.when(pl.col("cost") != 0).then(pl.col(c) / pl.col("cost")).otherwise(None)).alias(f)
+          for c, f in (("public_cost", "public_on_demand_factor"), ("net_cost", "net_factor")) if c in nodes.columns))
     rows = rows.with_columns(pl.sum_horizontal("cpu_cost", "memory_cost", "gpu_cost", "unused_cost").alias("total_cost"))
     if options.idle == "redistribute":
         # Unused capacity of a resource nobody on the node allocated has no pod to land on.
@@ -318,7 +325,9 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
     costs = instance_costs.filter(pl.col("hour_start") == hour)
     transfer = (transfer_costs.filter(pl.col("hour_start") == hour).select("instance_id", "cost")
                 if transfer_costs is not None else pl.DataFrame(schema={"instance_id": pl.String, "cost": pl.Float64}))
-    nodes = nodes.join(costs.select("instance_id", "cost", "currency", "instance_type"), on="instance_id", how="left")
+    extra_costs = [c for c in ("public_cost", "net_cost") if c in costs.columns]
+    nodes = nodes.join(costs.select("instance_id", "cost", *extra_costs, "currency", "instance_type"), on="instance_id",
+                       how="left")
     priced_nodes = nodes.filter(pl.col("cost").is_not_null())
     common = {"hour_start": hour, "cost_center": cost_center, "cluster": cluster, "cost_basis": cost_basis}
     parts = []

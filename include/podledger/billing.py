@@ -157,9 +157,16 @@ def instance_hour_costs(cur: pl.DataFrame, basis: str, cluster_tag_keys: tuple[s
     tag_exprs = [_tag(RESOURCE_TAGS, key) for key in cluster_tag_keys]
     cluster_tag = pl.coalesce(tag_exprs) if tag_exprs else pl.lit(None, pl.String)
     return (cur.lazy().filter(is_instance)
-            .with_columns(cost_expr(basis).alias("cost"), itype.alias("instance_type"), cluster_tag.alias("cluster_tag"))
+            .with_columns(cost_expr(basis).alias("cost"), cost_expr("public_on_demand").alias("public_cost"),
+                          cost_expr("net_amortized" if basis != "unblended" else "unblended").alias("net_cost"),
+                          itype.alias("instance_type"), cluster_tag.alias("cluster_tag"))
             .group_by("hour_start", pl.col(RESOURCE_ID).alias("instance_id"))
-            .agg(pl.col("cost").sum(), pl.col(CURRENCY).first().alias("currency"),
+            .agg(pl.col("cost").sum(), pl.col("public_cost").sum(), pl.col("net_cost").sum(),
+                 pl.col(CURRENCY).first().alias("currency"),
+                 pl.col("line_item_usage_account_id").first().alias("account_id") if "line_item_usage_account_id" in cur.columns
+                 else pl.lit(None, pl.String).alias("account_id"),
+                 pl.col("product_region_code").first().alias("region") if "product_region_code" in cur.columns
+                 else pl.lit(None, pl.String).alias("region"),
                  pl.col("instance_type").filter(pl.col(LINE_ITEM_TYPE) != SP_NEGATION).first(),
                  pl.col("cluster_tag").drop_nulls().first())
             .sort("hour_start", "instance_id").collect())

@@ -96,10 +96,17 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     rows = pl.concat([r.rows for r in results])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     rows.write_parquet(args.out)
+    items_path = split_items_path(args.out)
+    pl.concat([r.split_line_items for r in results]).write_parquet(items_path)
     report = pl.concat([r.reconciliation for r in results])
     print(report)
-    print(f"wrote {rows.height} allocation rows to {args.out}")
+    print(f"wrote {rows.height} allocation rows to {args.out} and the AWS-shaped split line items to {items_path}")
     return 0
+
+
+def split_items_path(rows_path: str) -> str:
+    """Return where the split line items of an allocation Parquet file live."""
+    return str(Path(rows_path).with_suffix("")) + ".split_line_items.parquet"
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -109,11 +116,14 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     cc = load_cost_center(args.cost_center, args.config)
     rows = pl.read_parquet(args.rows)
+    items_path = Path(split_items_path(args.rows))
+    items = pl.read_parquet(items_path) if items_path.exists() else None
     loader = DuckDBLoader(cc.warehouse.resolved_path(), cc.warehouse.table)
-    for cluster in _clusters(cc, args.cluster):
-        part = rows.filter(pl.col("cluster") == cluster.name)
-        loader.load(part, cost_center=cc.name, cluster=cluster.name, start=args.start, end=args.end)
-        print(f"loaded {part.height} rows for {cluster.name} into {loader.path}:{loader.table}")
+    for name in (args.cluster or sorted(rows["cluster"].unique())):
+        part = rows.filter(pl.col("cluster") == name)
+        loader.load(part, cost_center=cc.name, cluster=name, start=args.start, end=args.end,
+                    split_items=items.filter(pl.col("cluster") == name) if items is not None else None)
+        print(f"loaded {part.height} rows for {name} into {loader.path}:{loader.table} (+ split line items)")
     return 0
 
 

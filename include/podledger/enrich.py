@@ -24,6 +24,7 @@ from podledger.catalog import CATALOG_BY_NAME, MAX_COLUMNS
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
 from podledger.layout import Window, manifest_key, plan_windows, to_utc
+from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore, split_uri
 from podledger.validate import check_billing
 
@@ -38,6 +39,7 @@ class EnrichResult:
     rows: pl.DataFrame
     reconciliation: pl.DataFrame
     findings: list = field(default_factory=list)
+    split_line_items: pl.DataFrame | None = None
 
 
 def read_metric_file(store: ObjectStore, key: str) -> pl.DataFrame:
@@ -134,4 +136,8 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         raise ReconciliationError(
             f"cost center {cost_center.name}, cluster {cluster.name}: {bad.height} hour(s) do not reconcile; first "
             f"{first['hour_start']:%Y-%m-%dT%H}Z allocated {first['allocated_cost']:.10f} vs billed {first['billed_cost']:.10f}")
-    return EnrichResult(all_rows, report, findings)
+    mine = instance_costs.filter(pl.col("instance_id").is_in(all_rows["instance_id"].drop_nulls().unique().implode()))
+    region = mine["region"].drop_nulls().mode().first() if mine.height and mine["region"].drop_nulls().len() else "us-east-1"
+    account = mine["account_id"].drop_nulls().mode().first() if mine.height and mine["account_id"].drop_nulls().len() else ""
+    items = split_line_items(all_rows, region=region, account_id=account)
+    return EnrichResult(all_rows, report, findings, items)

@@ -45,8 +45,9 @@ class DuckDBLoader:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return duckdb.connect(str(self.path))
 
-    def load(self, rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime) -> int:
-        """Replace the rows of (cost_center, cluster, [start, end)) with ``rows``; return rows inserted."""
+    def load(self, rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime,
+             split_items: pl.DataFrame | None = None) -> int:
+        """Replace the rows of (cost_center, cluster, [start, end)) with ``rows`` (and the split line items)."""
         con = self.connect()
         try:
             con.register("podledger_rows", rows.select(list(OUTPUT_SCHEMA)).to_arrow())
@@ -55,6 +56,13 @@ class DuckDBLoader:
             con.execute(f"DELETE FROM {self.table} WHERE cost_center = ? AND cluster = ? AND hour_start >= ? AND hour_start < ?",
                         [cost_center, cluster, start, end])
             con.execute(f"INSERT INTO {self.table} SELECT * FROM podledger_rows")
+            if split_items is not None:
+                table = f"{self.table}_split_line_items"
+                con.register("podledger_items", split_items.to_arrow())
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM podledger_items WHERE false")
+                con.execute(f"DELETE FROM {table} WHERE cost_center = ? AND cluster = ? AND line_item_usage_start_date >= ? "
+                            "AND line_item_usage_start_date < ?", [cost_center, cluster, start, end])
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM podledger_items")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

@@ -262,6 +262,9 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             buffer = io.BytesIO()
             result.rows.write_parquet(buffer)
             metrics_store.put(key, buffer.getvalue())
+            buffer = io.BytesIO()
+            result.split_line_items.write_parquet(buffer)
+            metrics_store.put(key.replace(".parquet", ".split_line_items.parquet"), buffer.getvalue())
             total = result.reconciliation["billed_cost"].sum()
             print(result.reconciliation)
             return {"cluster": cluster_name, "key": key, "rows": result.rows.height, "billed_cost": total}
@@ -284,8 +287,9 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
                 if not out["key"]:
                     continue
                 rows = pl.read_parquet(io.BytesIO(store.get(out["key"])))
+                items = pl.read_parquet(io.BytesIO(store.get(out["key"].replace(".parquet", ".split_line_items.parquet"))))
                 loaded += loader.load(rows, cost_center=cost_center.name, cluster=out["cluster"],
-                                      start=to_utc(rng["start"]), end=to_utc(rng["end"]))
+                                      start=to_utc(rng["start"]), end=to_utc(rng["end"]), split_items=items)
             return loaded
 
         rng = hour_range()

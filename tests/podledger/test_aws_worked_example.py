@@ -76,3 +76,26 @@ def test_aws_worked_example_through_prometheus_export_and_cur(stack_env, tmp_pat
     assert namespaces["namespace1"] == pytest.approx(0.414443, abs=1e-6)
     assert namespaces["namespace2"] == pytest.approx(0.585557, abs=1e-6)
     assert result.reconciliation["ok"].all()
+
+
+def test_split_line_items_match_the_aws_example():
+    from test_allocation import AWS_EXAMPLE, Scenario, run
+
+    from podledger.split_line_items import split_line_items
+
+    rows, _ = run(Scenario(AWS_EXAMPLE))
+    rows = rows.with_columns(pl.lit(1.25).alias("public_on_demand_factor"), pl.lit(1.0).alias("net_factor"))
+    items = split_line_items(rows, region="us-east-1", account_id="123456789012")
+    assert items.height == 8 and set(items["line_item_usage_type"]) == {"USE1-EKS-EC2-vCPU-Hours", "USE1-EKS-EC2-GB-Hours"}
+    pod1 = items.filter(pl.col("pod") == "pod1")
+    cpu = pod1.filter(pl.col("resource") == "cpu").row(0, named=True)
+    mem = pod1.filter(pl.col("resource") == "memory").row(0, named=True)
+    assert cpu["line_item_resource_id"] == "arn:aws:eks:us-east-1:123456789012:pod/c1/namespace1/pod1/uid-pod1"
+    assert cpu["split_line_item_split_usage_ratio"] == pytest.approx(1 / 4.9)
+    assert mem["split_line_item_split_usage_ratio"] == pytest.approx(0.25)
+    assert mem["split_line_item_unused_cost"] == pytest.approx(0.010989, abs=1e-6)  # AWS: $0.01
+    assert cpu["split_line_item_unused_cost"] == 0
+    total = pod1["split_line_item_split_cost"].sum() + pod1["split_line_item_unused_cost"].sum()
+    assert total == pytest.approx(0.229199, abs=1e-6)
+    assert pod1["split_line_item_public_on_demand_split_cost"].sum() == pytest.approx(1.25 * pod1["split_line_item_split_cost"].sum())
+    assert items["split_line_item_split_cost"].sum() + items["split_line_item_unused_cost"].sum() == pytest.approx(1.0)

@@ -80,6 +80,13 @@ def test_slice_end_to_end(stack_env, config_file, fresh_bucket, store_factory, s
     sentinels = set(rows["namespace"].unique()) & {"__unallocated__", "__cluster_overhead__"}
     assert sentinels == {"__unallocated__", "__cluster_overhead__"}
 
+    # The split line items (AWS SCAD shape) are loaded beside the rows and carry the same money for pods.
+    items = loader.query("SELECT sum(split_line_item_split_cost + split_line_item_unused_cost) AS c, count(*) AS n "
+                         "FROM k8s_cost_allocation_split_line_items")
+    pod_money = pods.select((pl.col("cpu_cost") + pl.col("memory_cost") + pl.col("cpu_unused_cost")
+                             + pl.col("memory_unused_cost")).sum()).item()
+    assert items["n"].item() == 2 * pods.height and items["c"].item() == pytest.approx(pod_money, rel=1e-12)
+
     # Loading the same hours again replaces them: exactly one copy of every row.
     assert cli(["load", *_span(), "--config", config, "--rows", str(rows_path)]) == 0
     again = loader.query("SELECT count(*) AS n FROM k8s_cost_allocation").item()
