@@ -77,6 +77,7 @@ class MetricSpec:
     labels_map: bool = False
     doc: str = ""
     group: str = field(default="core")
+    raw: str = ""  # the underlying selector, for raw mode (a range query at a configurable step)
 
 
 def _requests(name: str, metric: str, resource: str, unit: str, required: bool = True) -> MetricSpec:
@@ -221,7 +222,33 @@ CATALOG: tuple[MetricSpec, ...] = (
     _labels("namespace_labels", KUBE_NAMESPACE_LABELS, ("namespace",)),
 )
 
+# Raw mode: the series behind each rollup, fetched at a step (for consumers of the seed's raw files).
+RAW_SELECTORS = {
+    "node_info": f"{KUBE_NODE_INFO}{{{{{{sel_bare}}}}}}",
+    "node_capacity": f'{KUBE_NODE_CAPACITY}{{{{resource=~"cpu|memory|nvidia_com_gpu"{{sel}}}}}}',
+    "node_allocatable": f'{KUBE_NODE_ALLOCATABLE}{{{{resource=~"cpu|memory|nvidia_com_gpu"{{sel}}}}}}',
+    "cpu_requests": f'{KUBE_REQUESTS}{{{{resource="cpu"{{sel}}}}}}',
+    "memory_requests": f'{KUBE_REQUESTS}{{{{resource="memory"{{sel}}}}}}',
+    "gpu_requests": f'{KUBE_REQUESTS}{{{{resource="nvidia_com_gpu"{{sel}}}}}}',
+    "init_cpu_requests": f'{KUBE_INIT_REQUESTS}{{{{resource="cpu"{{sel}}}}}}',
+    "init_memory_requests": f'{KUBE_INIT_REQUESTS}{{{{resource="memory"{{sel}}}}}}',
+    "init_container_info": f"{KUBE_INIT_INFO}{{{{{{sel_bare}}}}}}",
+    "pod_running": f'{KUBE_POD_PHASE}{{{{phase="Running"{{sel}}}}}}',
+    "cpu_usage": f"{CADVISOR_CPU}{{{{{CONTAINER_FILTER}{{sel}}}}}}",
+    "memory_usage": f"{CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}",
+    "network_transmit": f"{CADVISOR_NET_TX}{{{{{POD_NETWORK_FILTER}{{sel}}}}}}",
+    "network_receive": f"{CADVISOR_NET_RX}{{{{{POD_NETWORK_FILTER}{{sel}}}}}}",
+    "pod_info": f"{KUBE_POD_INFO}{{{{{{sel_bare}}}}}}",
+    "pod_owner": f"{KUBE_POD_OWNER}{{{{{{sel_bare}}}}}}",
+    "replicaset_owner": f"{KUBE_REPLICASET_OWNER}{{{{{{sel_bare}}}}}}",
+    "job_owner": f"{KUBE_JOB_OWNER}{{{{{{sel_bare}}}}}}",
+    "pod_labels": f"{KUBE_POD_LABELS}{{{{{{sel_bare}}}}}}",
+    "node_labels": f"{KUBE_NODE_LABELS}{{{{{{sel_bare}}}}}}",
+    "namespace_labels": f"{KUBE_NAMESPACE_LABELS}{{{{{{sel_bare}}}}}}",
+}
+CATALOG = tuple(MetricSpec(**{**spec.__dict__, "raw": RAW_SELECTORS[spec.name]}) for spec in CATALOG)
 CATALOG_BY_NAME = {spec.name: spec for spec in CATALOG}
+MAX_POINTS_PER_SERIES = 11_000  # Prometheus refuses range queries beyond this resolution
 # Columns combined with max (not sum) when a window is split or windows are merged into an hour.
 MAX_COLUMNS = frozenset({"value", "peak_bytes"})
 # The finest split of a window: one subquery step.

@@ -120,6 +120,21 @@ class MetricsConfig(_Model):
     """Which catalog metrics to export: every one by default; optional ones can be switched off."""
 
     disable: tuple[str, ...] = ()
+    # Raw mode: metric name -> step seconds; the metric's underlying series are also written as
+    # metric=<name>_raw (one row per series and timestamp).
+    raw: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("raw")
+    @classmethod
+    def _known_raw(cls, value: dict[str, int]) -> dict[str, int]:
+        from podledger.catalog import CATALOG_BY_NAME
+
+        for name, step in value.items():
+            if name not in CATALOG_BY_NAME:
+                raise ValueError(f"unknown metric {name!r} in raw; known: {sorted(CATALOG_BY_NAME)}")
+            if step < 1:
+                raise ValueError(f"raw step for {name!r} must be at least 1 second")
+        return value
 
     @field_validator("disable")
     @classmethod

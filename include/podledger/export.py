@@ -19,8 +19,10 @@ import pyarrow.parquet as pq
 from podledger import __version__
 from podledger.catalog import (
     CATALOG,
+    CATALOG_BY_NAME,
     CLUSTER_VALUES_PROBE,
     MAX_COLUMNS,
+    MAX_POINTS_PER_SERIES,
     MIN_SPLIT_SECONDS,
     NON_LABEL_KEYS,
     PROBES,
@@ -30,7 +32,7 @@ from podledger.catalog import (
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import QueryTooLarge
 from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
-from podledger.promclient import QueryResult, instant_query
+from podledger.promclient import QueryResult, instant_query, range_query
 from podledger.storage import ObjectStore, split_uri
 
 log = logging.getLogger(__name__)
@@ -186,6 +188,41 @@ def serialise(table: pa.Table, fmt: str) -> bytes:
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
 
 
+def query_raw(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, step: int, *,
+              cluster_label: str | None, timeout: float, retries: int = 4) -> MetricFrame:
+    """Fetch the series behind ``spec`` at ``step`` over (start, end]: one row per series and timestamp."""
+    selector = render(spec.raw, window_seconds=window.seconds, interval_seconds=cluster.scrape_interval_seconds,
+                      cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
+    frame = MetricFrame(spec, pa.table({}), 0, 0.0, 0)
+    columns: dict[str, list] = {"timestamp": [], "value": [], "labels": []}
+    chunk = step * MAX_POINTS_PER_SERIES  # stay under Prometheus's 11,000 points per series
+    cursor = window.start.timestamp()
+    while cursor < window.end.timestamp():
+        stop = min(cursor + chunk, window.end.timestamp())
+        result = range_query(client, selector, cursor + step, stop, step, timeout=timeout, retries=retries,
+                             context=f"cluster {cluster.name}, window {window}, metric {spec.name} (raw, step {step}s)")
+        frame.query_seconds += result.seconds
+        frame.bytes_received += result.bytes_received
+        frame.samples += _samples(result.stats)
+        frame.prometheus_seconds += _exec_seconds(result.stats)
+        frame.series += len(result.series)
+        for item in result.series:
+            labels = sorted((k, v) for k, v in item.get("metric", {}).items() if k != cluster_label)
+            for ts, value in item.get("values", []):
+                columns["timestamp"].append(dt.datetime.fromtimestamp(float(ts), dt.UTC))
+                columns["value"].append(float(value))
+                columns["labels"].append(labels)
+        cursor = stop
+    n = len(columns["value"])
+    frame.table = pa.table({
+        "cluster": pa.array([cluster.name] * n, pa.string()),
+        "timestamp": pa.array(columns["timestamp"], pa.timestamp("ms", tz="UTC")),
+        "value": pa.array(columns["value"], pa.float64()),
+        "labels": pa.array(columns["labels"], pa.map_(pa.string(), pa.string())),
+    })
+    return frame
+
+
 def enabled_metrics(cost_center: CostCenterConfig) -> tuple[MetricSpec, ...]:
     """Return the catalog entries the cost center exports (all but the disabled optional ones)."""
     return tuple(spec for spec in CATALOG if spec.name not in cost_center.metrics.disable)
@@ -223,6 +260,15 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
+    raw_entries: dict[str, Any] = {}
+    for name, step in cost_center.metrics.raw.items():
+        raw = query_raw(client, CATALOG_BY_NAME[name], cluster, window, step, cluster_label=cluster_label,
+                        timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
+        key = metric_key(prefix, cluster.name, window, f"{name}_raw", fmt)
+        store.put(key, serialise(raw.table, fmt))
+        raw_entries[name] = {"key": key, "rows": raw.table.num_rows, "series": raw.series, "step_seconds": step,
+                             "query_seconds": round(raw.query_seconds, 4), "bytes_received": raw.bytes_received,
+                             "prometheus_samples": raw.samples}
     probes = run_probes(client, cluster, window, cluster_label=cluster_label,
                         timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
     entries: dict[str, Any] = {}
@@ -250,6 +296,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         "exporter": {"name": "podledger", "version": __version__},
         "export_seconds": round(time.perf_counter() - started, 3),
         "metrics": entries,
+        "raw": raw_entries,
         "probes": probes,
     }
     store.put(m_key, json.dumps(manifest, indent=1, sort_keys=True).encode())

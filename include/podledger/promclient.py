@@ -161,6 +161,40 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
         time.sleep(delay)
 
 
+def range_query(client: Any, query: str, start: float, end: float, step: int, *, context: str, timeout: float = 120.0,
+                retries: int = 4) -> QueryResult:
+    """Run a range query (raw mode); same retries and errors as :func:`instant_query`."""
+    url = f"{client.url}/api/v1/query_range"
+    data = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}s",
+            "timeout": f"{int(timeout)}s", "stats": "1", "partial_response": "false"}
+    attempt = 0
+    while True:
+        attempt += 1
+        started = time.perf_counter()
+        try:
+            response = client._session.request("POST", url, data=data, headers=client.headers, auth=client.auth,
+                                               verify=client._session.verify, timeout=timeout + 5)
+        except requests.RequestException as exc:
+            error, status = f"cannot reach {client.url}: {type(exc).__name__}", None
+        else:
+            status = response.status_code
+            if status == 200:
+                payload = response.json().get("data") or {}
+                return QueryResult(payload.get("result") or [], payload.get("stats"), time.perf_counter() - started,
+                                   len(response.content))
+            if status in (401, 403):
+                raise PrometheusQueryError(f"{context}, {_who(client)}: HTTP {status}: {AUTH_HINT}")
+            try:
+                error = f"HTTP {status}: {response.json().get('error', '')}"
+            except ValueError:
+                error = f"HTTP {status}: {response.text[:200]}"
+        if status in (400, 422) and any(p in error.lower() for p in TOO_LARGE_PATTERNS):
+            raise QueryTooLarge(f"{context}: the endpoint refused the query for its size: {error}")
+        if not (status is None or status in RETRYABLE_STATUS) or attempt > retries:
+            raise PrometheusQueryError(f"{context}, {_who(client)}: query failed after {attempt} attempt(s): {error}")
+        time.sleep(0.5 * 2 ** (attempt - 1))
+
+
 def check_ready(client: Any, path: str = "/-/ready", timeout: float = 10.0) -> None:
     """Fail with a clear message when the endpoint's readiness path does not answer 200."""
     url = f"{client.url.rstrip('/')}{path}"

@@ -157,3 +157,21 @@ def test_optional_metrics_can_be_switched_off_required_ones_cannot(stack_env, fr
     assert "cpu_usage" in manifest["metrics"]
     with pytest.raises(ValidationError, match="required for allocation"):
         make_cost_center(fresh_bucket, metrics={"disable": ["cpu_usage"]})
+
+
+def test_raw_mode_writes_the_underlying_series_at_the_step(stack_env, fresh_bucket, store_factory, prometheus):
+    import io
+
+    cc = make_cost_center(fresh_bucket, metrics={"raw": {"cpu_requests": 60, "cpu_usage": 300}})
+    store = store_factory(fresh_bucket)
+    client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=prometheus.port))
+    window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
+    manifest = export_window(client, store, cc, cc.clusters[0], window)
+    raw = pl.read_parquet(io.BytesIO(store.get(manifest["raw"]["cpu_requests"]["key"])))
+    rollup = pl.read_parquet(io.BytesIO(store.get(manifest["metrics"]["cpu_requests"]["key"])))
+    assert manifest["raw"]["cpu_requests"]["key"].endswith("/metric=cpu_requests_raw/1793577600_cpu_requests_raw.parquet")
+    assert raw["timestamp"].min() > window.start and raw["timestamp"].max() <= window.end
+    # 60 s steps over an hour of 60 s scrapes: the raw points add up to the rollup's value-seconds.
+    assert raw["value"].sum() * 60 == pytest.approx(rollup["request_core_seconds"].sum(), rel=1e-9)
+    usage = pl.read_parquet(io.BytesIO(store.get(manifest["raw"]["cpu_usage"]["key"])))
+    assert usage["timestamp"].dt.minute().unique().sort().to_list() == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]
