@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _export_windows(url_port: int, hours: int, start: str, rollup: bool, raw_step: int | None) -> dict:

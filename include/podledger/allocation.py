@@ -35,7 +35,7 @@ OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "memory_usage_gib_hours": pl.Float64, "memory_allocated_gib_hours": pl.Float64, "gpu_allocated_hours": pl.Float64,
     "network_transmit_bytes": pl.Float64, "network_receive_bytes": pl.Float64,
     "cpu_cost": pl.Float64, "memory_cost": pl.Float64, "gpu_cost": pl.Float64, "unused_cost": pl.Float64,
-    "network_cost": pl.Float64,
+    "network_cost": pl.Float64, "overhead_cost": pl.Float64,
     # AWS split-cost detail per resource (feeds the split line items in the SCAD shape).
     "cpu_split_usage_ratio": pl.Float64, "memory_split_usage_ratio": pl.Float64,
     "cpu_unused_cost": pl.Float64, "memory_unused_cost": pl.Float64, "gpu_unused_cost": pl.Float64,
@@ -185,15 +185,18 @@ def pod_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     )
 
 
-def node_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """Return one row per node: instance id (from provider_id) and capacity in core-/GiB-/GPU-hours."""
+def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance") -> pl.DataFrame:
+    """Return one row per node: instance id (from provider_id) and capacity in core-/GiB-/GPU-hours.
+
+    ``capacity="allocatable"`` uses kube allocatable (capacity minus system/kube reserved) instead.
+    """
     info = _get(frames, "node_info")
     if info is None:
         return pl.DataFrame(schema={"node": pl.String, "instance_id": pl.String, "cpu_capacity": pl.Float64,
                                     "memory_capacity": pl.Float64, "gpu_capacity": pl.Float64})
     nodes = (info.group_by("node").agg(pl.col("provider_id").first())
              .with_columns(pl.col("provider_id").str.split("/").list.last().alias("instance_id")))
-    cap = _get(frames, "node_capacity")
+    cap = _get(frames, "node_allocatable" if capacity == "allocatable" else "node_capacity")
     scale = {"cpu": 3600.0, "memory": 3600.0 * GIB, "nvidia_com_gpu": 3600.0}
     for resource, out in (("cpu", "cpu_capacity"), ("memory", "memory_capacity"), ("nvidia_com_gpu", "gpu_capacity")):
         if cap is None:
@@ -321,7 +324,7 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
                   cost_basis: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
     """Return every allocation row of one cluster-hour (pods and sentinels), in OUTPUT_SCHEMA order."""
     pods = pod_hours(frames)
-    nodes = node_hours(frames)
+    nodes = node_hours(frames, options.capacity)
     costs = instance_costs.filter(pl.col("hour_start") == hour)
     transfer = (transfer_costs.filter(pl.col("hour_start") == hour).select("instance_id", "cost")
                 if transfer_costs is not None else pl.DataFrame(schema={"instance_id": pl.String, "cost": pl.Float64}))
@@ -345,6 +348,9 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
     if leftover.height:
         leftover = leftover.join(priced_nodes.select("node", "instance_id", "instance_type", "currency"), on="instance_id")
     merged_idle = _merge_idle([idle, leftover])
+    if merged_idle.height and options.idle == "separate" and options.idle_by == "cluster":
+        merged_idle = merged_idle.select(pl.lit(None, pl.String).alias("node"), pl.col("currency").first(),
+                                         pl.col("unused_cost", "network_cost", "total_cost").sum())
     if merged_idle.height:
         parts.append(_conform(_sentinel(merged_idle, IDLE), common))
     unpriced_transfer = transfer.join(nodes.filter(pl.col("cost").is_null()).select("node", "instance_id"), on="instance_id")
@@ -365,10 +371,20 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
             "instance_id", "instance_type", "currency", "network_cost",
             (pl.col("cost") + pl.col("network_cost")).alias("total_cost")), UNALLOCATED), common))
     overhead = control_plane.filter((pl.col("hour_start") == hour) & (pl.col("cluster") == cluster))
+    result = pl.concat(parts, how="vertical") if parts else _conform(pl.DataFrame(), common).clear()
     if overhead.height:
-        parts.append(_conform(_sentinel(overhead.select("currency", pl.col("cost").alias("total_cost")),
-                                        CLUSTER_OVERHEAD), common))
-    return pl.concat(parts, how="vertical") if parts else _conform(pl.DataFrame(), common).clear()
+        amount = overhead["cost"].sum()
+        is_pod = ~pl.col("namespace").str.starts_with("__")
+        pod_total = result.filter(is_pod)["total_cost"].sum() if result.height else 0.0
+        if options.cluster_overhead == "shared" and pod_total > 0:
+            # Shared by cost: each pod carries the control plane in proportion to its own cost.
+            share = pl.when(is_pod).then(pl.col("total_cost") / pod_total * amount).otherwise(0.0)
+            return result.with_columns(share.alias("overhead_cost")).with_columns(
+                (pl.col("total_cost") + pl.col("overhead_cost")).alias("total_cost"))
+        row = _conform(_sentinel(overhead.select("currency", pl.col("cost").alias("overhead_cost"),
+                                                 pl.col("cost").alias("total_cost")), CLUSTER_OVERHEAD), common)
+        result = pl.concat([result, row], how="vertical")
+    return result
 
 
 def billed_cost(instance_costs: pl.DataFrame, control_plane: pl.DataFrame, node_instances: pl.DataFrame,

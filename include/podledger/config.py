@@ -94,6 +94,12 @@ class AllocationConfig(_Model):
     memory_weight: float = Field(1.0, gt=0)
     gpu_weight: float = Field(9.0, gt=0)
     idle: Literal["redistribute", "separate"] = "redistribute"
+    # With idle: separate, keep one __idle__ row per node (default) or one per cluster-hour.
+    idle_by: Literal["node", "cluster"] = "node"
+    # Capacity basis: the whole instance (AWS SCAD) or kube allocatable (reserved resources become idle-free).
+    capacity: Literal["instance", "allocatable"] = "instance"
+    # EKS control plane: its own __cluster_overhead__ row, or shared onto pods in proportion to their cost.
+    cluster_overhead: Literal["separate", "shared"] = "separate"
 
 
 class WarehouseConfig(_Model):

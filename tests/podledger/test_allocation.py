@@ -37,6 +37,8 @@ class Scenario:
     cost: float | None = 1.0
     orphans: list[tuple[str, float]] = field(default_factory=list)
     options: AllocationConfig = AllocationConfig()
+    overhead: list[float] = field(default_factory=list)
+    allocatable: tuple[float, float] | None = None  # (cores, GiB) when it differs from capacity
 
 
 def frames_for(s: Scenario) -> dict[str, pl.DataFrame]:
@@ -50,6 +52,10 @@ def frames_for(s: Scenario) -> dict[str, pl.DataFrame]:
         "node_capacity": pl.DataFrame({"node": [NODE] * 3, "resource": ["cpu", "memory", "nvidia_com_gpu"],
                                        "unit_seconds": [s.cpu * 3600, s.memory_gib * GIB * 3600, s.gpus * 3600],
                                        "present_seconds": [3600.0] * 3}),
+        "node_allocatable": pl.DataFrame({"node": [NODE] * 2, "resource": ["cpu", "memory"],
+                                          "unit_seconds": [(s.allocatable or (s.cpu, s.memory_gib))[0] * 3600,
+                                                           (s.allocatable or (s.cpu, s.memory_gib))[1] * GIB * 3600],
+                                          "present_seconds": [3600.0] * 2}),
         "pod_running": pod_frame({**keys, "running_seconds": [p.running_seconds for p in s.pods]}),
         "pod_info": pod_frame({**keys, "node": [p.node for p in s.pods]}),
         "cpu_requests": pod_frame({**container, "request_core_seconds": [p.cpu_request * p.running_seconds for p in s.pods],
@@ -82,7 +88,9 @@ def run(s: Scenario) -> tuple[pl.DataFrame, pl.DataFrame]:
          "cluster_tag": ["c1"] * (len(costs) + len(s.orphans))},
         schema={"hour_start": pl.Datetime("us", "UTC"), "instance_id": pl.String, "cost": pl.Float64,
                 "currency": pl.String, "instance_type": pl.String, "cluster_tag": pl.String})
-    control_plane = pl.DataFrame(schema={"hour_start": pl.Datetime("us", "UTC"), "cluster": pl.String,
+    control_plane = pl.DataFrame({"hour_start": [HOUR] * len(s.overhead), "cluster": ["c1"] * len(s.overhead),
+                                  "cost": s.overhead, "currency": ["USD"] * len(s.overhead)},
+                                 schema={"hour_start": pl.Datetime("us", "UTC"), "cluster": pl.String,
                                          "cost": pl.Float64, "currency": pl.String})
     rows = allocate_hour(frames, hour=HOUR, cost_center="cc", cluster="c1", instance_costs=instance_costs,
                          control_plane=control_plane, options=s.options, cost_basis="amortized")
@@ -130,6 +138,15 @@ SCENARIOS = {
     "idle_kept_separate": (Scenario(AWS_EXAMPLE, options=AllocationConfig(idle="separate")), {"__idle__": 2 / 52}),
     "gpu_node": (Scenario([PodSpec("trainer", "ml", 2, 2, 8, 8, gpu_request=1)], gpus=1.0, cost=10.0),
                  {"trainer": 10.0}),
+    # allocatable 3.5 cores / 14 GiB: a pod using all of it takes the whole node, nothing is idle
+    "capacity_allocatable": (Scenario([PodSpec("a", "n", 3.5, 3.5, 14, 14)], allocatable=(3.5, 14),
+                                      options=AllocationConfig(capacity="allocatable", idle="separate")), {"a": 1.0}),
+    "idle_by_cluster": (Scenario(AWS_EXAMPLE, options=AllocationConfig(idle="separate", idle_by="cluster")),
+                        {"__idle__": 2 / 52}),
+    "cluster_overhead_separate": (Scenario(AWS_EXAMPLE, overhead=[0.1]), {"__cluster_overhead__": 0.1}),
+    "cluster_overhead_shared_by_cost": (Scenario(AWS_EXAMPLE, overhead=[0.1],
+                                                 options=AllocationConfig(cluster_overhead="shared")),
+                                        {"pod1": 0.229199 * 1.1, "pod2": 0.400314 * 1.1}),
 }
 
 
@@ -142,7 +159,7 @@ def test_scenarios_reconcile(name):
     for pod, value in expected.items():
         assert pod in got, f"{name}: no row for {pod}: {got}"
         if value is not None:
-            assert got[pod] == pytest.approx(value, abs=1e-9), f"{name}: {pod}"
+            assert got[pod] == pytest.approx(value, abs=1e-6), f"{name}: {pod}"
 
 
 def test_over_subscription_never_exceeds_instance_cost():
