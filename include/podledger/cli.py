@@ -112,18 +112,18 @@ def split_items_path(rows_path: str) -> str:
 def cmd_load(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from podledger.warehouse import DuckDBLoader
+    from podledger.warehouse import loader_for
 
     cc = load_cost_center(args.cost_center, args.config)
     rows = pl.read_parquet(args.rows)
     items_path = Path(split_items_path(args.rows))
     items = pl.read_parquet(items_path) if items_path.exists() else None
-    loader = DuckDBLoader(cc.warehouse.resolved_path(), cc.warehouse.table)
+    loader = loader_for(cc.warehouse)
     for name in (args.cluster or sorted(rows["cluster"].unique())):
         part = rows.filter(pl.col("cluster") == name)
         loader.load(part, cost_center=cc.name, cluster=name, start=args.start, end=args.end,
                     split_items=items.filter(pl.col("cluster") == name) if items is not None else None)
-        print(f"loaded {part.height} rows for {name} into {loader.path}:{loader.table} (+ split line items)")
+        print(f"loaded {part.height} rows for {name} into {cc.warehouse.kind} table {loader.table} (+ split line items)")
     return 0
 
 

@@ -105,8 +105,9 @@ class AllocationConfig(_Model):
 class WarehouseConfig(_Model):
     """The table the allocation rows are loaded into."""
 
-    kind: Literal["duckdb"] = "duckdb"
-    path: str = "${PODLEDGER_HOME}/warehouse.duckdb"
+    kind: Literal["duckdb", "postgres"] = "duckdb"
+    path: str = "${PODLEDGER_HOME}/warehouse.duckdb"  # DuckDB file
+    conn_id: str = "warehouse_default"  # PostgreSQL: the Airflow connection (host, port, login, password, schema=db)
     table: str = "k8s_cost_allocation"
 
     @field_validator("table")

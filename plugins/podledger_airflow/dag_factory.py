@@ -277,11 +277,13 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             import polars as pl
 
             from podledger.layout import to_utc
-            from podledger.warehouse import DuckDBLoader
+            from podledger.warehouse import loader_for
+            from podledger_airflow.hooks import connection_info
             from podledger_airflow.stores import S3HookStore
 
             store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
-            loader = DuckDBLoader(cost_center.warehouse.resolved_path(), cost_center.warehouse.table)
+            warehouse = cost_center.warehouse
+            loader = loader_for(warehouse, connection_info(warehouse.conn_id) if warehouse.kind == "postgres" else None)
             loaded = 0
             for out in outputs:
                 if not out["key"]:

@@ -10,6 +10,13 @@ from podledger.connections import ConnectionInfo
 from podledger.promclient import check_ready, client_from_connection
 
 
+def connection_info(conn_id: str) -> ConnectionInfo:
+    """Return an Airflow connection's fields in podledger's (Airflow-free) shape."""
+    conn = BaseHook.get_connection(conn_id)
+    return ConnectionInfo(conn_id=conn_id, conn_type=conn.conn_type or "", host=conn.host or "", schema=conn.schema or "",
+                          login=conn.login, password=conn.password, port=conn.port, extra=conn.extra_dejson)
+
+
 class PrometheusHook(BaseHook):
     """Interact with a Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
 
@@ -31,10 +38,7 @@ class PrometheusHook(BaseHook):
 
     def connection_info(self) -> ConnectionInfo:
         """Return the connection's fields in podledger's own (Airflow-free) shape."""
-        conn = self.get_connection(self.prometheus_conn_id)
-        return ConnectionInfo(conn_id=self.prometheus_conn_id, conn_type=conn.conn_type or "", host=conn.host or "",
-                              schema=conn.schema or "", login=conn.login, password=conn.password, port=conn.port,
-                              extra=conn.extra_dejson)
+        return connection_info(self.prometheus_conn_id)
 
     def get_conn(self) -> Any:
         """Return a ``PrometheusConnect`` client configured from the connection.

@@ -1,0 +1,88 @@
+"""Warehouse loaders: the slice is replaced atomically; a failure mid-load keeps the previous rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import polars as pl
+import pytest
+
+from podledger.allocation import OUTPUT_SCHEMA
+from podledger.warehouse import DuckDBLoader, PostgresLoader
+
+UTC = dt.UTC
+START = dt.datetime(2026, 11, 2, tzinfo=UTC)
+DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def rows_for(cluster: str, hours: int, pods: int, cost: float = 1.0) -> pl.DataFrame:
+    records = []
+    for h in range(hours):
+        for p in range(pods):
+            records.append({name: None for name in OUTPUT_SCHEMA} | {
+                "hour_start": START + dt.timedelta(hours=h), "cost_center": "cc", "cluster": cluster,
+                "namespace": "ns", "pod": f"pod-{p}", "total_cost": cost, "cpu_cost": cost})
+    return pl.DataFrame(records, schema=OUTPUT_SCHEMA)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def loader(request, tmp_path):
+    if request.param == "duckdb":
+        yield DuckDBLoader(tmp_path / "w.duckdb", "alloc")
+        return
+    table = f"alloc_{uuid.uuid4().hex[:8]}"
+    yield PostgresLoader(DSN, table)
+    import psycopg
+
+    with psycopg.connect(DSN) as con:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_reload_replaces_exactly_the_slice(loader):
+    end = START + dt.timedelta(hours=3)
+    loader.load(rows_for("a", 3, 4), cost_center="cc", cluster="a", start=START, end=end)
+    loader.load(rows_for("b", 3, 2), cost_center="cc", cluster="b", start=START, end=end)
+    loader.load(rows_for("a", 3, 4, cost=2.0), cost_center="cc", cluster="a", start=START, end=end)
+    totals = dict(loader.query(f"SELECT cluster, sum(total_cost) FROM {loader.table} GROUP BY cluster").iter_rows())
+    assert totals == {"a": 24.0, "b": 6.0}
+
+
+def test_failure_mid_load_keeps_previous_rows(loader):
+    end = START + dt.timedelta(hours=2)
+    loader.load(rows_for("a", 2, 3), cost_center="cc", cluster="a", start=START, end=end)
+    bad = rows_for("a", 2, 3).with_columns(pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("not-a-number"))
+                                           .otherwise(pl.col("total_cost").cast(pl.String)).alias("total_cost"))
+    with pytest.raises(Exception):
+        loader.load(bad, cost_center="cc", cluster="a", start=START, end=end)
+    count = loader.query(f"SELECT count(*) AS n, sum(total_cost) AS c FROM {loader.table}")
+    assert count.row(0) == (6, 6.0)
+
+
+def test_two_clusters_loading_at_once_do_not_clobber_each_other():
+    table = f"alloc_{uuid.uuid4().hex[:8]}"
+    loaders = [PostgresLoader(DSN, table) for _ in range(2)]
+    errors: list[Exception] = []
+
+    def run(loader: PostgresLoader, cluster: str) -> None:
+        try:
+            loader.load(rows_for(cluster, 24, 200), cost_center="cc", cluster=cluster, start=START,
+                        end=START + dt.timedelta(hours=24))
+        except Exception as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(loader, name)) for loader, name in zip(loaders, ("x", "y"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert not errors
+        counts = dict(loaders[0].query(f"SELECT cluster, count(*) FROM {table} GROUP BY cluster").iter_rows())
+        assert counts == {"x": 4800, "y": 4800}
+    finally:
+        import psycopg
+
+        with psycopg.connect(DSN) as con:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
