@@ -120,6 +120,19 @@ def _labels(name: str, metric: str, keys: tuple[str, ...]) -> MetricSpec:
     )
 
 
+def _network(name: str, metric: str, verb: str) -> MetricSpec:
+    # Each interface appears on the pod cgroup and the sandbox: max per interface, then sum.
+    delta = _counter_delta(metric, POD_NETWORK_FILTER)
+    return MetricSpec(name=name, source=metric, keys=("namespace", "pod"),
+                      columns={"bytes": f"sum by (namespace, pod) (max by (namespace, pod, interface) ({delta}))"},
+                      doc=f"bytes {verb} per pod (max over the pod-cgroup and sandbox copies of each interface)")
+
+
+def _info(name: str, metric: str, keys: tuple[str, ...]) -> MetricSpec:
+    return MetricSpec(name=name, source=metric, keys=keys, columns={"value": _last(f"{metric}{{{{{{sel_bare}}}}}}", keys)},
+                      required=False, group="owners", doc=f"{metric}: identity and owner labels")
+
+
 NODE_INFO_KEYS = ("node", "provider_id", "internal_ip", "kubelet_version")
 
 CATALOG: tuple[MetricSpec, ...] = (
@@ -170,53 +183,12 @@ CATALOG: tuple[MetricSpec, ...] = (
         },
         doc="working-set byte-seconds and peak bytes per container",
     ),
-    MetricSpec(
-        name="network_transmit",
-        source=CADVISOR_NET_TX,
-        keys=("namespace", "pod"),
-        columns={"bytes": f"sum by (namespace, pod) (max by (namespace, pod, interface) ({_counter_delta(CADVISOR_NET_TX, POD_NETWORK_FILTER)}))"},
-        doc="bytes sent per pod (max over the pod-cgroup and sandbox copies of each interface)",
-    ),
-    MetricSpec(
-        name="network_receive",
-        source=CADVISOR_NET_RX,
-        keys=("namespace", "pod"),
-        columns={"bytes": f"sum by (namespace, pod) (max by (namespace, pod, interface) ({_counter_delta(CADVISOR_NET_RX, POD_NETWORK_FILTER)}))"},
-        doc="bytes received per pod",
-    ),
-    MetricSpec(
-        name="pod_info",
-        source=KUBE_POD_INFO,
-        keys=("namespace", "pod", "uid", "node", "created_by_kind", "created_by_name"),
-        columns={"value": _last(f"{KUBE_POD_INFO}{{{{{{sel_bare}}}}}}",
-                                ("namespace", "pod", "uid", "node", "created_by_kind", "created_by_name"))},
-        required=False,
-        group="owners",
-    ),
-    MetricSpec(
-        name="pod_owner",
-        source=KUBE_POD_OWNER,
-        keys=("namespace", "pod", "uid", "owner_kind", "owner_name"),
-        columns={"value": _last(f"{KUBE_POD_OWNER}{{{{{{sel_bare}}}}}}", ("namespace", "pod", "uid", "owner_kind", "owner_name"))},
-        required=False,
-        group="owners",
-    ),
-    MetricSpec(
-        name="replicaset_owner",
-        source=KUBE_REPLICASET_OWNER,
-        keys=("namespace", "replicaset", "owner_kind", "owner_name"),
-        columns={"value": _last(f"{KUBE_REPLICASET_OWNER}{{{{{{sel_bare}}}}}}", ("namespace", "replicaset", "owner_kind", "owner_name"))},
-        required=False,
-        group="owners",
-    ),
-    MetricSpec(
-        name="job_owner",
-        source=KUBE_JOB_OWNER,
-        keys=("namespace", "job_name", "owner_kind", "owner_name"),
-        columns={"value": _last(f"{KUBE_JOB_OWNER}{{{{{{sel_bare}}}}}}", ("namespace", "job_name", "owner_kind", "owner_name"))},
-        required=False,
-        group="owners",
-    ),
+    _network("network_transmit", CADVISOR_NET_TX, "sent"),
+    _network("network_receive", CADVISOR_NET_RX, "received"),
+    _info("pod_info", KUBE_POD_INFO, ("namespace", "pod", "uid", "node", "created_by_kind", "created_by_name")),
+    _info("pod_owner", KUBE_POD_OWNER, ("namespace", "pod", "uid", "owner_kind", "owner_name")),
+    _info("replicaset_owner", KUBE_REPLICASET_OWNER, ("namespace", "replicaset", "owner_kind", "owner_name")),
+    _info("job_owner", KUBE_JOB_OWNER, ("namespace", "job_name", "owner_kind", "owner_name")),
     _labels("pod_labels", KUBE_POD_LABELS, POD_KEYS),
     _labels("node_labels", KUBE_NODE_LABELS, ("node",)),
     _labels("namespace_labels", KUBE_NAMESPACE_LABELS, ("namespace",)),

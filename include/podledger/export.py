@@ -53,6 +53,14 @@ class MetricFrame:
     prometheus_seconds: float = 0.0  # Prometheus stats: execTotalTime
     splits: int = 0  # extra queries caused by size limits
 
+    def account(self, result: QueryResult) -> None:
+        """Add one query's cost (time, bytes, Prometheus stats, series) to the frame's totals."""
+        self.query_seconds += result.seconds
+        self.bytes_received += result.bytes_received
+        self.samples += int(((result.stats or {}).get("samples") or {}).get("totalQueryableSamples") or 0)
+        self.prometheus_seconds += float(((result.stats or {}).get("timings") or {}).get("execTotalTime") or 0.0)
+        self.series += len(result.series)
+
 
 def _table(spec: MetricSpec, cluster: str, window: Window, rows: dict[tuple, dict[str, Any]]) -> pa.Table:
     keys = list(spec.keys)
@@ -100,14 +108,6 @@ def _run_split(client: Any, template: str, cluster: ClusterConfig, end: float, s
                 + _run_split(client, template, cluster, end, second, **kwargs))
 
 
-def _samples(stats: dict[str, Any] | None) -> int:
-    return int(((stats or {}).get("samples") or {}).get("totalQueryableSamples") or 0)
-
-
-def _exec_seconds(stats: dict[str, Any] | None) -> float:
-    return float(((stats or {}).get("timings") or {}).get("execTotalTime") or 0.0)
-
-
 def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
                  cluster_label: str | None, timeout: float, retries: int = 4) -> MetricFrame:
     """Run every column query of ``spec`` at the window's end and join them on the key labels."""
@@ -120,11 +120,7 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
                              timeout=timeout, retries=retries, context=context)
         frame.splits += len(results) - 1
         for result in results:
-            frame.query_seconds += result.seconds
-            frame.bytes_received += result.bytes_received
-            frame.samples += _samples(result.stats)
-            frame.prometheus_seconds += _exec_seconds(result.stats)
-            frame.series += len(result.series)
+            frame.account(result)
             for item in result.series:
                 labels = item.get("metric", {})
                 key: tuple = tuple(labels.get(k, "") for k in spec.keys)
@@ -201,11 +197,7 @@ def query_raw(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Win
         stop = min(cursor + chunk, window.end.timestamp())
         result = range_query(client, selector, cursor + step, stop, step, timeout=timeout, retries=retries,
                              context=f"cluster {cluster.name}, window {window}, metric {spec.name} (raw, step {step}s)")
-        frame.query_seconds += result.seconds
-        frame.bytes_received += result.bytes_received
-        frame.samples += _samples(result.stats)
-        frame.prometheus_seconds += _exec_seconds(result.stats)
-        frame.series += len(result.series)
+        frame.account(result)
         for item in result.series:
             labels = sorted((k, v) for k, v in item.get("metric", {}).items() if k != cluster_label)
             for ts, value in item.get("values", []):
