@@ -17,6 +17,7 @@ import json
 import polars as pl
 
 from podledger.config import AllocationConfig
+from podledger.focus import node_key_expr
 
 GIB = float(2**30)
 IDLE = "__idle__"
@@ -195,7 +196,7 @@ def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance") -> p
         return pl.DataFrame(schema={"node": pl.String, "instance_id": pl.String, "cpu_capacity": pl.Float64,
                                     "memory_capacity": pl.Float64, "gpu_capacity": pl.Float64})
     nodes = (info.group_by("node").agg(pl.col("provider_id").first())
-             .with_columns(pl.col("provider_id").str.split("/").list.last().alias("instance_id")))
+             .with_columns(node_key_expr("provider_id").alias("instance_id")))
     cap = _get(frames, "node_allocatable" if capacity == "allocatable" else "node_capacity")
     scale = {"cpu": 3600.0, "memory": 3600.0 * GIB, "nvidia_com_gpu": 3600.0}
     for resource, out in (("cpu", "cpu_capacity"), ("memory", "memory_capacity"), ("nvidia_com_gpu", "gpu_capacity")):

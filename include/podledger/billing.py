@@ -102,6 +102,26 @@ def billing_periods(start: dt.datetime, end: dt.datetime) -> list[str]:
     return labels
 
 
+def read_focus(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Read the FOCUS rows of [start, end) from the same ``<prefix>/data/BILLING_PERIOD=…`` layout."""
+    from podledger.focus import CHARGE_PERIOD_START, check_columns
+
+    frames = []
+    for period in billing_periods(start, end):
+        data_prefix = f"{export_prefix.strip('/')}/data/BILLING_PERIOD={period}/"
+        keys = [k for k in store.list(data_prefix) if k.endswith(".parquet")]
+        if not keys:
+            raise BillingDataError(f"no FOCUS data under {store.scheme}://{store.bucket}/{data_prefix} for billing period "
+                                   f"{period}: check billing.uri and that the export was delivered")
+        for key in keys:
+            frame = entries_of_maps(pl.read_parquet(io.BytesIO(store.get(key))))
+            check_columns(frame, f"{store.scheme}://{store.bucket}/{key}")
+            frames.append(frame)
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    begin = pl.col(CHARGE_PERIOD_START).cast(pl.Datetime("us", "UTC"))
+    return frame.filter((begin >= start) & (begin < end))
+
+
 def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Read the CUR 2.0 rows of [start, end) from a Data Exports delivery (``<prefix>/data/BILLING_PERIOD=…``)."""
     frames = []

@@ -19,10 +19,18 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from podledger.allocation import allocate_hour, billed_cost, node_hours, reconcile
-from podledger.billing import control_plane_costs, data_transfer_costs, entries_of_maps, instance_hour_costs, read_cur
+from podledger.billing import (
+    control_plane_costs,
+    data_transfer_costs,
+    entries_of_maps,
+    instance_hour_costs,
+    read_cur,
+    read_focus,
+)
 from podledger.catalog import CATALOG_BY_NAME, MAX_COLUMNS
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
+from podledger.focus import focus_instance_costs
 from podledger.layout import Window, manifest_key, plan_windows, to_utc
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore, split_uri
@@ -104,31 +112,46 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
     _, _, billing_prefix = split_uri(cost_center.billing.uri)
     hours = hours_of(start, end)
     basis = cost_center.billing.cost_basis
-    cur = read_cur(billing_store, billing_prefix, hours[0], hours[-1] + dt.timedelta(hours=1))
-    instance_costs = instance_hour_costs(cur, basis, cost_center.billing.cluster_tag_keys)
-    control_plane = control_plane_costs(cur, basis)
-    transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC")))
-    rows, node_instances = [], []
+    utc = pl.Datetime("us", "UTC")
+    # 1. the exported metrics of every hour (their manifests must exist), and the nodes they show
+    hour_frames = []
     for hour in hours:
         windows = plan_windows(hour, hour + dt.timedelta(hours=1), cost_center.time_frame_seconds)
         frames = combine_windows([read_window_frames(metrics_store, metrics_prefix, cluster.name, w) for w in windows])
-        node_instances.append(node_hours(frames).select(pl.lit(hour).alias("hour_start"), "instance_id"))
+        hour_frames.append((hour, frames))
+    nodes = pl.concat([node_hours(f, cost_center.allocation.capacity).select(pl.lit(h).cast(utc).alias("hour_start"),
+                                                                              "instance_id") for h, f in hour_frames])
+    # 2. the bill of the same hours, priced per node-hour
+    billing_end = hours[-1] + dt.timedelta(hours=1)
+    if cost_center.billing.format == "focus":
+        cur = read_focus(billing_store, billing_prefix, hours[0], billing_end)
+        instance_costs = focus_instance_costs(cur, basis, nodes)
+        control_plane = pl.DataFrame(schema={"hour_start": utc, "cluster": pl.String, "cost": pl.Float64,
+                                             "currency": pl.String})
+        transfer = pl.DataFrame(schema={"hour_start": utc, "instance_id": pl.String, "cost": pl.Float64})
+    else:
+        cur = read_cur(billing_store, billing_prefix, hours[0], billing_end)
+        instance_costs = instance_hour_costs(cur, basis, cost_center.billing.cluster_tag_keys)
+        control_plane = control_plane_costs(cur, basis)
+        transfer = data_transfer_costs(cur, basis)
+    instance_costs, control_plane, transfer = (f.with_columns(pl.col("hour_start").cast(utc))
+                                               for f in (instance_costs, control_plane, transfer))
+    # 3. allocate each hour
+    rows = []
+    for hour, frames in hour_frames:
         rows.append(allocate_hour(frames, hour=hour, cost_center=cost_center.name, cluster=cluster.name,
                                   instance_costs=instance_costs, control_plane=control_plane,
                                   options=cost_center.allocation, cost_basis=basis, transfer_costs=transfer))
         log.info("cluster %s hour %s: %d rows", cluster.name, f"{hour:%Y-%m-%dT%H}Z", rows[-1].height)
     all_rows = pl.concat(rows)
-    nodes = pl.concat(node_instances).with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC")))
-    findings = check_billing(cur, instance_costs.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))), nodes,
-                             cluster=cluster.name, source=cost_center.billing.uri)
+    # 4. check the bill, reconcile every hour
+    findings = check_billing(cur, instance_costs, nodes, cluster=cluster.name, source=cost_center.billing.uri)
     for finding in findings:
         (log.error if finding.severity == "error" else log.warning)("%s", finding)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise BillingDataError(f"cost center {cost_center.name}: {len(errors)} billing error(s); first: {errors[0]}")
-    billed = billed_cost(instance_costs.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))),
-                         control_plane.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))), nodes, cluster.name,
-                         transfer)
+    billed = billed_cost(instance_costs, control_plane, nodes, cluster.name, transfer)
     report = reconcile(all_rows, billed).with_columns(pl.lit(cluster.name).alias("cluster"))
     bad = report.filter(~pl.col("ok"))
     if check and bad.height:
