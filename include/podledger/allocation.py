@@ -31,6 +31,7 @@ OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "hour_start": pl.Datetime("us", "UTC"), "cost_center": pl.String, "cluster": pl.String, "node": pl.String,
     "instance_id": pl.String, "instance_type": pl.String, "namespace": pl.String, "pod": pl.String, "uid": pl.String,
     "controller_kind": pl.String, "controller_name": pl.String, "pod_labels": pl.String,
+    "namespace_labels": pl.String, "node_labels": pl.String,
     "running_hours": pl.Float64, "cpu_request_core_hours": pl.Float64, "cpu_usage_core_hours": pl.Float64,
     "cpu_allocated_core_hours": pl.Float64, "memory_request_gib_hours": pl.Float64,
     "memory_usage_gib_hours": pl.Float64, "memory_allocated_gib_hours": pl.Float64, "gpu_allocated_hours": pl.Float64,
@@ -174,9 +175,10 @@ def pod_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     else:
         pods = pods.with_columns(pl.lit(None, pl.String).alias("controller_kind"),
                                  pl.lit(None, pl.String).alias("controller_name"))
-    labels = _labels_json(_get(frames, "pod_labels"), POD_KEY, "pod_labels")
-    pods = pods.join(labels, on=POD_KEY, how="left") if labels is not None else pods.with_columns(
-        pl.lit(None, pl.String).alias("pod_labels"))
+    for name, keys in (("pod_labels", POD_KEY), ("namespace_labels", ["namespace"]), ("node_labels", ["node"])):
+        labels = _labels_json(_get(frames, name), keys, name)
+        pods = pods.join(labels, on=keys, how="left") if labels is not None else pods.with_columns(
+            pl.lit(None, pl.String).alias(name))
     return pods.with_columns(
         pl.coalesce("controller_kind", pl.lit("Pod")).alias("controller_kind"),
         pl.coalesce("controller_name", pl.col("pod")).alias("controller_name"),

@@ -27,6 +27,11 @@ def ddl(table: str, types: dict = _DUCKDB_TYPES) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns}\n)"
 
 
+def add_missing_columns(table: str, types: dict) -> list[str]:
+    """Return ALTER statements adding columns a newer podledger writes, so old tables keep loading."""
+    return [f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {types[dtype]}" for name, dtype in OUTPUT_SCHEMA.items()]
+
+
 class Loader(Protocol):
     """A warehouse: load replaces exactly the slice it is given, in one transaction."""
 
@@ -56,9 +61,11 @@ class DuckDBLoader:
             con.register("podledger_rows", rows.select(list(OUTPUT_SCHEMA)).to_arrow())
             con.execute("BEGIN TRANSACTION")
             con.execute(ddl(self.table))
+            for statement in add_missing_columns(self.table, _DUCKDB_TYPES):
+                con.execute(statement)
             con.execute(f"DELETE FROM {self.table} WHERE cost_center = ? AND cluster = ? AND hour_start >= ? AND hour_start < ?",
                         [cost_center, cluster, start, end])
-            con.execute(f"INSERT INTO {self.table} SELECT * FROM podledger_rows")
+            con.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM podledger_rows")
             if split_items is not None:
                 table = f"{self.table}_split_line_items"
                 con.register("podledger_items", split_items.to_arrow())
@@ -111,6 +118,8 @@ class PostgresLoader:
             with con.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.table])
                 cur.execute(ddl(self.table, _POSTGRES_TYPES))
+                for statement in add_missing_columns(self.table, _POSTGRES_TYPES):
+                    cur.execute(statement)
                 cur.execute(f"CREATE INDEX IF NOT EXISTS {self.table.replace('.', '_')}_slice ON {self.table} "
                             "(cost_center, cluster, hour_start)")
                 con.commit()

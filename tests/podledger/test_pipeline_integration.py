@@ -69,6 +69,12 @@ def test_slice_end_to_end(stack_env, config_file, fresh_bucket, store_factory, s
         rel = joined.select(((pl.col(f"{column}_got") - pl.col(column)).abs() / pl.col(column).abs().clip(1e-12)).max()).item()
         assert rel < 0.01, f"{column}: max relative error {rel}"
 
+    # Labels of the pod, its namespace and its node travel with every pod row.
+    sample = pods.filter(pl.col("namespace") == "payments").row(0, named=True)
+    assert json.loads(sample["pod_labels"])["team"] == "payments"
+    assert json.loads(sample["namespace_labels"]) == {"team": "payments"}
+    assert "node_kubernetes_io_instance_type" in json.loads(sample["node_labels"])
+
     # (c) the loaded rows reconcile with the CUR cost of the cluster's resources for every hour.
     instances = pl.read_parquet(synth.truth_instances)
     billed = instances.group_by("hour_start").agg(pl.col("amortized_cost").sum().alias("billed"))

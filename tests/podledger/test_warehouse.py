@@ -86,3 +86,22 @@ def test_two_clusters_loading_at_once_do_not_clobber_each_other():
 
         with psycopg.connect(DSN) as con:
             con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_older_table_without_new_columns_still_loads(loader):
+    old_columns = [c for c in OUTPUT_SCHEMA if c not in ("node_labels", "namespace_labels")]
+    if isinstance(loader, DuckDBLoader):
+        from podledger.warehouse import _DUCKDB_TYPES as types
+
+        con = loader.connect()
+        con.execute(f"CREATE TABLE {loader.table} ({', '.join(f'{c} {types[OUTPUT_SCHEMA[c]]}' for c in old_columns)})")
+        con.close()
+    else:
+        import psycopg
+
+        from podledger.warehouse import _POSTGRES_TYPES as types
+        with psycopg.connect(DSN) as con:
+            con.execute(f"CREATE TABLE {loader.table} ({', '.join(f'{c} {types[OUTPUT_SCHEMA[c]]}' for c in old_columns)})")
+    rows = rows_for("a", 1, 2).with_columns(pl.lit('{"team": "x"}').alias("node_labels"))
+    loader.load(rows, cost_center="cc", cluster="a", start=START, end=START + dt.timedelta(hours=1))
+    assert loader.query(f"SELECT node_labels FROM {loader.table} LIMIT 1").item() == '{"team": "x"}'
