@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # The demo needs prometheus/promtool; the tests also run VictoriaMetrics and nginx (auth in front of Prometheus).
 PACKAGES="prometheus"
-if [ "${1:-}" = "--dev" ]; then PACKAGES="prometheus victoria-metrics nginx-light"; fi
+if [ "${1:-}" = "--dev" ]; then PACKAGES="prometheus victoria-metrics nginx-light docker-compose"; fi
 MISSING=""
 for pkg in $PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || MISSING="$MISSING $pkg"

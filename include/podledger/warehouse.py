@@ -27,6 +27,13 @@ def ddl(table: str, types: dict = _DUCKDB_TYPES) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns}\n)"
 
 
+def view_statements(table: str) -> list[str]:
+    """Return the CREATE VIEW statements of include/sql/views.sql for ``table``."""
+    text = (SQL_DIR / "views.sql").read_text().replace("{table}", table)
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [statement.strip() for statement in body.split(";") if statement.strip()]
+
+
 def add_missing_columns(table: str, types: dict) -> list[str]:
     """Return ALTER statements adding columns a newer podledger writes, so old tables keep loading."""
     return [f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {types[dtype]}" for name, dtype in OUTPUT_SCHEMA.items()]
@@ -66,6 +73,8 @@ class DuckDBLoader:
             con.execute(f"DELETE FROM {self.table} WHERE cost_center = ? AND cluster = ? AND hour_start >= ? AND hour_start < ?",
                         [cost_center, cluster, start, end])
             con.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM podledger_rows")
+            for statement in view_statements(self.table):
+                con.execute(statement)
             if split_items is not None:
                 table = f"{self.table}_split_line_items"
                 con.register("podledger_items", split_items.to_arrow())
@@ -122,6 +131,8 @@ class PostgresLoader:
                     cur.execute(statement)
                 cur.execute(f"CREATE INDEX IF NOT EXISTS {self.table.replace('.', '_')}_slice ON {self.table} "
                             "(cost_center, cluster, hour_start)")
+                for statement in view_statements(self.table):
+                    cur.execute(statement)
                 con.commit()
                 cur.execute(f"DELETE FROM {self.table} WHERE cost_center = %s AND cluster = %s AND hour_start >= %s "
                             "AND hour_start < %s", [cost_center, cluster, start, end])

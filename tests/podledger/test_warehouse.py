@@ -37,7 +37,7 @@ def loader(request, tmp_path):
     import psycopg
 
     with psycopg.connect(DSN) as con:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
 
 
 def test_reload_replaces_exactly_the_slice(loader):
@@ -85,7 +85,7 @@ def test_two_clusters_loading_at_once_do_not_clobber_each_other():
         import psycopg
 
         with psycopg.connect(DSN) as con:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
 
 
 def test_older_table_without_new_columns_still_loads(loader):
@@ -105,3 +105,17 @@ def test_older_table_without_new_columns_still_loads(loader):
     rows = rows_for("a", 1, 2).with_columns(pl.lit('{"team": "x"}').alias("node_labels"))
     loader.load(rows, cost_center="cc", cluster="a", start=START, end=START + dt.timedelta(hours=1))
     assert loader.query(f"SELECT node_labels FROM {loader.table} LIMIT 1").item() == '{"team": "x"}'
+
+
+def test_views_answer_daily_questions(loader):
+    rows = rows_for("a", 3, 2).with_columns(pl.lit(0.5).alias("efficiency"), pl.lit(0.0).alias("memory_cost"))
+    idle = rows_for("a", 3, 1, cost=0.25).with_columns(pl.lit("__idle__").alias("namespace"), pl.lit("__idle__").alias("pod"))
+    loader.load(pl.concat([rows, idle]), cost_center="cc", cluster="a", start=START, end=START + dt.timedelta(hours=3))
+    ns = loader.query(f"SELECT namespace, total_cost FROM {loader.table}_daily_namespace ORDER BY namespace")
+    assert ns.rows() == [("__idle__", 0.75), ("ns", 6.0)]
+    idle_view = loader.query(f"SELECT idle_cost, total_cost FROM {loader.table}_daily_idle")
+    assert idle_view.rows() == [(0.75, 6.75)]
+    efficiency = loader.query(f"SELECT efficiency FROM {loader.table}_daily_efficiency").item()
+    assert efficiency == pytest.approx(0.5)
+    workload = loader.query(f"SELECT pods FROM {loader.table}_daily_workload").item()
+    assert workload == 2

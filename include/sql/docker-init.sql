@@ -1,0 +1,2 @@
+-- Docker stack: the warehouse database beside Airflow's metadata database.
+CREATE DATABASE warehouse;
