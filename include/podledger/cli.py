@@ -127,6 +127,30 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rightsize(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from podledger.rightsizing import recommendations
+    from podledger.warehouse import loader_for
+
+    cc = load_cost_center(args.cost_center, args.config)
+    loader = loader_for(cc.warehouse)
+    sql = f"SELECT * FROM {cc.warehouse.table} WHERE cost_center = ? AND hour_start >= ? AND hour_start < ?"
+    try:
+        rows = loader.query(sql.replace("?", "%s" if cc.warehouse.kind == "postgres" else "?"), [cc.name, args.start, args.end])
+    except Exception as exc:  # noqa: BLE001 - duckdb/psycopg raise their own types; the user needs the fix
+        raise PodledgerError(f"cannot read {cc.warehouse.kind} table {cc.warehouse.table} ({type(exc).__name__}): "
+                             "run allocate and load for this range first") from None
+    if not rows.height:
+        raise PodledgerError(f"no allocation rows for cost center {cc.name} between {args.start} and {args.end}")
+    result = recommendations(rows, headroom=args.headroom)
+    with pl.Config(tbl_rows=args.top, tbl_cols=-1, tbl_width_chars=200):
+        print(result.head(args.top).select("namespace", "controller_kind", "controller_name", "avg_pods",
+                                           pl.col("cpu_request_cores", "cpu_recommended_cores", "memory_request_gib",
+                                                  "memory_recommended_gib", "monthly_saving").round(3)))
+    return 0
+
+
 def cmd_retention(args: argparse.Namespace) -> int:
     from podledger.retention import apply_retention
 
@@ -192,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="Parquet file for the allocation rows")
     staged("load", "replace the hour range in the warehouse table with allocation rows", cmd_load).add_argument(
         "--rows", required=True, help="Parquet file written by allocate")
+    p = staged("rightsize", "recommend requests per workload from usage percentiles, with the monthly saving",
+               cmd_rightsize)
+    p.add_argument("--headroom", type=float, default=0.2, help="added on top of the p95 usage (default 0.2)")
+    p.add_argument("--top", type=int, default=20)
     p = sub.add_parser("retention", help="delete exported objects older than the cost center's retention_days")
     p.add_argument("--cost-center", required=True)
     p.add_argument("--config")

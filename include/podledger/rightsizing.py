@@ -1,0 +1,41 @@
+"""Rightsizing: per workload, requests from usage percentiles with headroom, and what that saves per month.
+
+Works on allocation rows (hour x pod): a pod-hour's average usage is usage_core_hours / running_hours.
+The recommendation is the ``quantile`` of those pod-hour averages times (1 + ``headroom``); the monthly
+saving prices the request change at the workload's own effective price per core-hour / GiB-hour.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+HOURS_PER_MONTH = 730.0
+WORKLOAD = ["cost_center", "cluster", "namespace", "controller_kind", "controller_name"]
+
+
+def recommendations(rows: pl.DataFrame, *, quantile: float = 0.95, headroom: float = 0.2,
+                    memory_headroom: float = 0.3) -> pl.DataFrame:
+    """Return one recommendation per workload, largest monthly saving first."""
+    running = pl.col("running_hours")
+    pods = (rows.lazy()
+            .filter(~pl.col("namespace").str.starts_with("__") & (running > 0))
+            .with_columns((pl.col("cpu_usage_core_hours") / running).alias("cpu_cores_used"),
+                          (pl.col("memory_usage_gib_hours") / running).alias("memory_gib_used"),
+                          (pl.col("cpu_request_core_hours") / running).alias("cpu_cores_requested"),
+                          (pl.col("memory_request_gib_hours") / running).alias("memory_gib_requested")))
+    per_workload = pods.group_by(WORKLOAD).agg(
+        pl.col("cpu_cores_requested").mean().alias("cpu_request_cores"),
+        (pl.col("cpu_cores_used").quantile(quantile) * (1 + headroom)).alias("cpu_recommended_cores"),
+        pl.col("memory_gib_requested").mean().alias("memory_request_gib"),
+        (pl.col("memory_gib_used").quantile(quantile) * (1 + memory_headroom)).alias("memory_recommended_gib"),
+        (pl.col("running_hours").sum() / pl.col("hour_start").n_unique()).alias("avg_pods"),
+        (pl.col("cpu_cost").sum() / pl.col("cpu_allocated_core_hours").sum()).alias("price_per_core_hour"),
+        (pl.col("memory_cost").sum() / pl.col("memory_allocated_gib_hours").sum()).alias("price_per_gib_hour"),
+        pl.col("hour_start").n_unique().alias("hours_observed"),
+    )
+    saving = ((pl.col("cpu_request_cores") - pl.col("cpu_recommended_cores")) * pl.col("price_per_core_hour")
+              + (pl.col("memory_request_gib") - pl.col("memory_recommended_gib")) * pl.col("price_per_gib_hour"))
+    return (per_workload
+            .with_columns((saving.fill_nan(0.0).fill_null(0.0) * pl.col("avg_pods") * HOURS_PER_MONTH).alias("monthly_saving"))
+            .sort("monthly_saving", descending=True)
+            .collect())
