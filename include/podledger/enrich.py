@@ -113,36 +113,47 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
     hours = hours_of(start, end)
     basis = cost_center.billing.cost_basis
     utc = pl.Datetime("us", "UTC")
-    # 1. the exported metrics of every hour (their manifests must exist), and the nodes they show
-    hour_frames = []
-    for hour in hours:
-        windows = plan_windows(hour, hour + dt.timedelta(hours=1), cost_center.time_frame_seconds)
-        frames = combine_windows([read_window_frames(metrics_store, metrics_prefix, cluster.name, w) for w in windows])
-        hour_frames.append((hour, frames))
-    nodes = pl.concat([node_hours(f, cost_center.allocation.capacity).select(pl.lit(h).cast(utc).alias("hour_start"),
-                                                                              "instance_id") for h, f in hour_frames])
-    # 2. the bill of the same hours, priced per node-hour
+    if not hours:
+        raise ValueError(f"cluster {cluster.name}: empty hour range {start} .. {end}")
+    # 1. the bill of the range, priced per node-hour (FOCUS scale-set rows are shared per day, below)
     billing_end = hours[-1] + dt.timedelta(hours=1)
+    empty_plane = pl.DataFrame(schema={"hour_start": utc, "cluster": pl.String, "cost": pl.Float64, "currency": pl.String})
     if cost_center.billing.format == "focus":
         cur = read_focus(billing_store, billing_prefix, hours[0], billing_end)
-        instance_costs = focus_instance_costs(cur, basis, nodes)
-        control_plane = pl.DataFrame(schema={"hour_start": utc, "cluster": pl.String, "cost": pl.Float64,
-                                             "currency": pl.String})
+        control_plane = empty_plane
         transfer = pl.DataFrame(schema={"hour_start": utc, "instance_id": pl.String, "cost": pl.Float64})
     else:
         cur = read_cur(billing_store, billing_prefix, hours[0], billing_end)
-        instance_costs = instance_hour_costs(cur, basis, cost_center.billing.cluster_tag_keys)
-        control_plane = control_plane_costs(cur, basis)
-        transfer = data_transfer_costs(cur, basis)
-    instance_costs, control_plane, transfer = (f.with_columns(pl.col("hour_start").cast(utc))
-                                               for f in (instance_costs, control_plane, transfer))
-    # 3. allocate each hour
-    rows = []
-    for hour, frames in hour_frames:
-        rows.append(allocate_hour(frames, hour=hour, cost_center=cost_center.name, cluster=cluster.name,
-                                  instance_costs=instance_costs, control_plane=control_plane,
-                                  options=cost_center.allocation, cost_basis=basis, transfer_costs=transfer))
-        log.info("cluster %s hour %s: %d rows", cluster.name, f"{hour:%Y-%m-%dT%H}Z", rows[-1].height)
+        control_plane = control_plane_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
+        transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
+    rows, node_parts, cost_parts = [], [], []
+    # 2. day by day (memory bounded by one day of one cluster): read the exported metrics, allocate each hour
+    for first in range(0, len(hours), 24):
+        day = hours[first:first + 24]
+        hour_frames = []
+        for hour in day:
+            windows = plan_windows(hour, hour + dt.timedelta(hours=1), cost_center.time_frame_seconds)
+            hour_frames.append((hour, combine_windows([read_window_frames(metrics_store, metrics_prefix, cluster.name, w)
+                                                       for w in windows])))
+        nodes = pl.concat([node_hours(f, cost_center.allocation.capacity).select(
+            pl.lit(h).cast(utc).alias("hour_start"), "instance_id") for h, f in hour_frames])
+        if cost_center.billing.format == "focus":
+            day_cur = cur.filter(pl.col("ChargePeriodStart").cast(utc).is_between(day[0], day[-1] + dt.timedelta(hours=1),
+                                                                                  closed="left"))
+            costs = focus_instance_costs(day_cur, basis, nodes)
+        else:
+            costs = instance_hour_costs(cur.filter(pl.col("hour_start").cast(utc).is_between(
+                day[0], day[-1] + dt.timedelta(hours=1), closed="left")), basis, cost_center.billing.cluster_tag_keys)
+        costs = costs.with_columns(pl.col("hour_start").cast(utc))
+        for hour, frames in hour_frames:
+            rows.append(allocate_hour(frames, hour=hour, cost_center=cost_center.name, cluster=cluster.name,
+                                      instance_costs=costs, control_plane=control_plane,
+                                      options=cost_center.allocation, cost_basis=basis, transfer_costs=transfer))
+            log.info("cluster %s hour %s: %d rows", cluster.name, f"{hour:%Y-%m-%dT%H}Z", rows[-1].height)
+        node_parts.append(nodes)
+        cost_parts.append(costs)
+    nodes = pl.concat(node_parts)
+    instance_costs = pl.concat(cost_parts, how="diagonal_relaxed")
     all_rows = pl.concat(rows)
     # 4. check the bill, reconcile every hour
     findings = check_billing(cur, instance_costs, nodes, cluster=cluster.name, source=cost_center.billing.uri)
