@@ -20,7 +20,7 @@ import time
 import polars as pl
 
 GIB = 2**30
-START = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def hour_frames(nodes: int, pods: int, hour: dt.datetime, seed: int = 7) -> dict[str, pl.DataFrame]:

@@ -122,6 +122,40 @@ def read_focus(store: ObjectStore, export_prefix: str, start: dt.datetime, end: 
     return frame.filter((begin >= start) & (begin < end))
 
 
+def legacy_to_cur2(frame: pl.DataFrame) -> pl.DataFrame:
+    """Reshape a legacy CUR (Athena Parquet) frame into the CUR 2.0 columns podledger reads.
+
+    Legacy CUR has one ``resource_tags_<source>_<key>`` column per activated tag (the set changes month to
+    month) and ``product_region`` instead of ``product_region_code``; CUR 2.0 has a ``resource_tags`` map.
+    """
+    tag_columns = [c for c in frame.columns if c.startswith("resource_tags_")]
+    entries = pl.concat_list([
+        pl.when(pl.col(c).fill_null("") != "").then(
+            pl.struct(pl.lit(c.removeprefix("resource_tags_")).alias("key"), pl.col(c).cast(pl.String).alias("value")))
+        for c in tag_columns]).list.drop_nulls() if tag_columns else pl.lit(None)
+    frame = frame.with_columns(entries.alias(RESOURCE_TAGS)).drop(tag_columns)
+    if "product_region_code" not in frame.columns and "product_region" in frame.columns:
+        frame = frame.rename({"product_region": "product_region_code"})
+    return frame
+
+
+def legacy_partitions(start: dt.datetime, end: dt.datetime) -> list[str]:
+    """Return the Athena partitions ``year=YYYY/month=M`` (month not zero-padded) overlapping [start, end)."""
+    return [f"year={p[:4]}/month={int(p[5:])}" for p in billing_periods(start, end)]
+
+
+def read_legacy_cur(store: ObjectStore, report_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Read a legacy CUR delivered for Athena (``<prefix>/year=YYYY/month=M/*.parquet``) as CUR 2.0 rows."""
+    frames = []
+    for partition in legacy_partitions(start, end):
+        keys = [k for k in store.list(f"{report_prefix.strip('/')}/{partition}/") if k.endswith(".parquet")]
+        if not keys:
+            raise BillingDataError(f"no legacy CUR data under {store.scheme}://{store.bucket}/{report_prefix.strip('/')}/"
+                                   f"{partition}/: check billing.uri points at the report's Athena folder")
+        frames += [legacy_to_cur2(pl.read_parquet(io.BytesIO(store.get(k)))) for k in keys]
+    return _finish_cur(pl.concat(frames, how="diagonal_relaxed"), start, end, f"{store.scheme}://{store.bucket}/{report_prefix}")
+
+
 def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Read the CUR 2.0 rows of [start, end) from a Data Exports delivery (``<prefix>/data/BILLING_PERIOD=…``)."""
     frames = []
@@ -140,7 +174,14 @@ def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt
                 raise BillingDataError(f"{store.scheme}://{store.bucket}/{key}: CUR 2.0 columns missing: {missing}; "
                                        "enable INCLUDE_RESOURCES and export the standard CUR 2.0 columns")
             frames.append(entries_of_maps(frame))
-    frame = pl.concat(frames, how="diagonal_relaxed")
+    return _finish_cur(pl.concat(frames, how="diagonal_relaxed"), start, end, f"{store.scheme}://{store.bucket}/{export_prefix}")
+
+
+def _finish_cur(frame: pl.DataFrame, start: dt.datetime, end: dt.datetime, source: str) -> pl.DataFrame:
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BillingDataError(f"{source}: CUR columns missing: {missing}; enable INCLUDE_RESOURCES and export the "
+                               "standard CUR columns")
     for column in (RESOURCE_TAGS, SP_EFFECTIVE, SP_NET_EFFECTIVE, RI_EFFECTIVE, RI_NET_EFFECTIVE, NET_UNBLENDED,
                    SERVICE_CODE, INSTANCE_TYPE, DESCRIPTION):
         if column not in frame.columns:

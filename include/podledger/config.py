@@ -76,7 +76,8 @@ class BillingConfig(_Model):
     """Where the AWS CUR 2.0 Data Exports delivery lives and how to price node-hours."""
 
     # cur2: AWS CUR 2.0 Data Exports; focus: FOCUS 1.0-1.2 exports of AWS, GCP or Azure (same folder layout).
-    format: Literal["cur2", "focus"] = "cur2"
+    # cur_legacy: the legacy CUR delivered for Athena (<uri>/year=YYYY/month=M/*.parquet).
+    format: Literal["cur2", "cur_legacy", "focus"] = "cur2"
     uri: str = "s3://podledger-billing/cur/podledger"
     aws_conn_id: str = "aws_default"
     cost_basis: Literal["amortized", "net_amortized", "unblended", "public_on_demand"] = "amortized"

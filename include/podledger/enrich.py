@@ -26,6 +26,7 @@ from podledger.billing import (
     instance_hour_costs,
     read_cur,
     read_focus,
+    read_legacy_cur,
 )
 from podledger.catalog import CATALOG_BY_NAME, MAX_COLUMNS
 from podledger.config import ClusterConfig, CostCenterConfig
@@ -123,7 +124,8 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         control_plane = empty_plane
         transfer = pl.DataFrame(schema={"hour_start": utc, "instance_id": pl.String, "cost": pl.Float64})
     else:
-        cur = read_cur(billing_store, billing_prefix, hours[0], billing_end)
+        reader = read_legacy_cur if cost_center.billing.format == "cur_legacy" else read_cur
+        cur = reader(billing_store, billing_prefix, hours[0], billing_end)
         control_plane = control_plane_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
         transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
     rows, node_parts, cost_parts = [], [], []

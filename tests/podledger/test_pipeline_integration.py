@@ -181,3 +181,82 @@ def test_raw_mode_writes_the_underlying_series_at_the_step(stack_env, fresh_buck
     assert raw["value"].sum() * 60 == pytest.approx(rollup["request_core_seconds"].sum(), rel=1e-9)
     usage = pl.read_parquet(io.BytesIO(store.get(manifest["raw"]["cpu_usage"]["key"])))
     assert usage["timestamp"].dt.minute().unique().sort().to_list() == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]
+
+
+def test_restated_cur_replaces_the_hours_once(stack_env, fresh_bucket, store_factory, prometheus, moto, synth, tmp_path):
+    """A bill restated after the first enrichment: re-enriching replaces the hours, one copy, new totals."""
+    import io
+
+    from podledger.demo import ensure_bucket, upload_tree
+    from podledger.enrich import enrich_cluster
+    from podledger.warehouse import DuckDBLoader
+
+    ensure_bucket(moto, "restated-cur")
+    upload_tree(moto, "restated-cur", "cur", synth.cur_root)
+    billing = store_factory("restated-cur")
+    cc = make_cost_center(fresh_bucket, billing={"uri": "s3://restated-cur/cur/podledger-cur"})
+    store = store_factory(fresh_bucket)
+    client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=prometheus.port))
+    windows = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=2), 3600)
+    for window in windows:
+        export_window(client, store, cc, cc.clusters[0], window)
+    loader = DuckDBLoader(tmp_path / "restated.duckdb")
+    start, end = windows[0].start, windows[-1].end
+
+    def enrich_and_load() -> float:
+        result = enrich_cluster(cc, cc.clusters[0], start, end, metrics_store=store, billing_store=billing)
+        assert result.reconciliation["ok"].all()
+        loader.load(result.rows, cost_center=cc.name, cluster="demo-eks", start=start, end=end)
+        return result.reconciliation["billed_cost"].sum()
+
+    first = enrich_and_load()
+    key = next(k for k in billing.list("cur/podledger-cur/data") if k.endswith(".parquet"))
+    frame = pl.read_parquet(io.BytesIO(billing.get(key)))
+    # AWS restates: a credit lowers every instance's effective cost by 10% (re-delivered file, new execution id).
+    frame = frame.with_columns(*(pl.col(c) * 0.9 for c in ("line_item_unblended_cost", "savings_plan_savings_plan_effective_cost",
+                                                            "reservation_effective_cost")))
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    billing.put(key, buffer.getvalue())
+    second = enrich_and_load()
+    assert second < first
+    totals = loader.query("SELECT count(*) AS n, sum(total_cost) AS c, count(DISTINCT hour_start) AS h FROM k8s_cost_allocation")
+    n, c, h = totals.row(0)
+    assert h == 2 and c == pytest.approx(second, rel=1e-12), "only the restated bill's money, once"
+
+
+def test_legacy_cur_athena_layout_allocates_like_cur2(stack_env, fresh_bucket, store_factory, prometheus, moto, synth):
+    """The same bill delivered as a legacy CUR for Athena (tag columns, year=/month= partitions)."""
+    import io
+
+    from podledger.demo import ensure_bucket
+    from podledger.enrich import enrich_cluster
+
+    cur2 = pl.read_parquet(next(synth.cur_root.rglob("*.parquet")))
+    tags = cur2["resource_tags"].to_list()
+    keys = sorted({k for entries in tags for k, _ in (entries or [])}) if tags and isinstance(tags[0], list) else sorted(
+        {k for entries in tags for k in (entries or {})})
+    as_dict = [dict(entries) if isinstance(entries, list) else (entries or {}) for entries in tags]
+    legacy = cur2.drop("resource_tags", "product").rename({"product_region_code": "product_region"}).with_columns(
+        *(pl.Series(f"resource_tags_{k}", [d.get(k) for d in as_dict], pl.String) for k in keys))
+    ensure_bucket(moto, "legacy-cur")
+    billing = store_factory("legacy-cur")
+    buffer = io.BytesIO()
+    legacy.write_parquet(buffer)
+    billing.put("cur/podledger-cur/podledger-cur/year=2026/month=11/podledger-cur-00001.snappy.parquet", buffer.getvalue())
+
+    client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=prometheus.port))
+    windows = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=2), 3600)
+    results = {}
+    for fmt, uri, store_name in (("cur_legacy", "s3://legacy-cur/cur/podledger-cur/podledger-cur", "legacy-cur"),
+                                 ("cur2", "s3://billing/cur/podledger-cur", "billing")):
+        cc = make_cost_center(fresh_bucket, billing={"format": fmt, "uri": uri})
+        store = store_factory(fresh_bucket)
+        for window in windows:
+            export_window(client, store, cc, cc.clusters[0], window)
+        result = enrich_cluster(cc, cc.clusters[0], windows[0].start, windows[-1].end, metrics_store=store,
+                                billing_store=store_factory(store_name))
+        assert result.reconciliation["ok"].all()
+        results[fmt] = result.rows.sort("hour_start", "namespace", "pod", "node").select("pod", "total_cost")
+    assert "__unallocated__" in results["cur_legacy"]["pod"].to_list(), "tag columns identify the cluster's instances"
+    assert results["cur_legacy"].equals(results["cur2"])
