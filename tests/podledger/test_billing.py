@@ -61,3 +61,29 @@ def test_control_plane_is_priced_per_cluster(cur):
     frame, _, cluster = cur
     plane = control_plane_costs(frame, "amortized")
     assert plane["cluster"].unique().to_list() == [cluster.name] and plane["cost"].sum() == pytest.approx(0.2)
+
+
+def test_region_prefixed_and_dedicated_usage_types_are_instance_hours():
+    import datetime as dt
+
+    from podledger.billing import LINE_ITEM_TYPE, instance_hour_costs
+
+    hour = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    rows = pl.DataFrame({
+        "hour_start": [hour] * 5, LINE_ITEM_TYPE: ["Usage"] * 5, "line_item_product_code": ["AmazonEC2"] * 5,
+        "line_item_usage_type": ["USW2-BoxUsage:m5.large", "EUC1-SpotUsage:c5.xlarge", "DedicatedUsage:r5.large",
+                                 "USW2-DataTransfer-Regional-Bytes", "USW2-EBS:VolumeUsage.gp3"],
+        "line_item_operation": ["RunInstances", "RunInstances:SV001", "RunInstances", "RunInstances", "CreateVolume-Gp3"],
+        "line_item_resource_id": ["i-1", "i-2", "i-3", "i-1", "vol-1"],
+        "line_item_unblended_cost": [1.0, 2.0, 3.0, 0.5, 0.1], "pricing_public_on_demand_cost": [1.0, 2.0, 3.0, 0.5, 0.1],
+        "line_item_currency_code": ["USD"] * 5, "product_servicecode": ["AmazonEC2", "AmazonEC2", "AmazonEC2",
+                                                                        "AWSDataTransfer", "AmazonEC2"],
+        "product_instance_type": ["m5.large", "", "r5.large", None, None],
+        "line_item_line_item_description": ["", "c5.xlarge Linux/UNIX Spot Instance-hour", "", "", ""],
+        "resource_tags": [[]] * 5, "savings_plan_savings_plan_effective_cost": [None] * 5,
+        "savings_plan_net_savings_plan_effective_cost": [None] * 5, "reservation_effective_cost": [None] * 5,
+        "reservation_net_effective_cost": [None] * 5, "line_item_net_unblended_cost": [None] * 5,
+    }, schema_overrides={"resource_tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String}))})
+    costs = instance_hour_costs(rows, "amortized", ())
+    assert dict(costs.select("instance_id", "cost").iter_rows()) == {"i-1": 1.0, "i-2": 2.0, "i-3": 3.0}
+    assert dict(costs.select("instance_id", "instance_type").iter_rows())["i-2"] == "c5.xlarge"
