@@ -44,7 +44,7 @@ def main() -> None:
     print(f"synthetic cluster: {summary['nodes']} nodes, {summary['pods']} pods over {args.days} days, "
           f"{summary['samples']:,} samples ({time.perf_counter() - t:.0f}s)", flush=True)
     t = time.perf_counter()
-    load_blocks(out.openmetrics, work / "tsdb")
+    load_blocks(out.openmetrics, work / "tsdb", max_block_duration=f"{24 * (args.days + 1)}h")
     out.openmetrics.unlink()
     print(f"promtool: {time.perf_counter() - t:.0f}s", flush=True)
     prometheus = start_prometheus(work / "tsdb", work / "prometheus")

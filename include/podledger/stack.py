@@ -87,13 +87,18 @@ def _spawn(name: str, cmd: list[str], log_path: Path, port: int, url: str, ready
     raise PodledgerError(f"{name} did not become ready at {url}{ready_path} within {timeout:.0f}s; see {log_path}")
 
 
-def load_blocks(openmetrics: Path, tsdb_dir: Path) -> None:
-    """Turn an OpenMetrics file into TSDB blocks with ``promtool tsdb create-blocks-from openmetrics``."""
+def load_blocks(openmetrics: Path, tsdb_dir: Path, max_block_duration: str | None = None) -> None:
+    """Turn an OpenMetrics file into TSDB blocks with ``promtool tsdb create-blocks-from openmetrics``.
+
+    promtool re-reads the whole file once per block window (2 h by default): for many days of data pass a
+    larger ``max_block_duration`` (e.g. ``"744h"``) so the file is read a few times, not hundreds.
+    """
     promtool = shutil.which("promtool")
     if not promtool:
         raise PodledgerError("promtool not found: install Debian's prometheus package (apt-get install prometheus)")
     tsdb_dir.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(openmetrics),
+    extra = [f"--max-block-duration={max_block_duration}"] if max_block_duration else []
+    result = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", *extra, str(openmetrics),
                              str(tsdb_dir)], capture_output=True, text=True)
     if result.returncode:
         raise PodledgerError(f"promtool could not load {openmetrics}: {result.stderr.strip() or result.stdout.strip()}")
