@@ -37,7 +37,7 @@ def main() -> None:
     from podledger.synth import synthesize
 
     work = Path(tempfile.mkdtemp(prefix="podledger-bench-reconcile-"))
-    start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     t = time.perf_counter()
     out = synthesize(work / "synth", nodes=args.nodes, pods=args.pods, hours=24 * args.days, start=start)
     summary = json.loads((work / "synth" / "demo-eks-summary.json").read_text())

@@ -82,7 +82,12 @@ def container_requests(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 
 def pod_effective_requests(requests: pl.DataFrame) -> pl.DataFrame:
-    """Return per pod the Kubernetes effective request: max(Σ app + Σ sidecar, max(init) + Σ sidecar)."""
+    """Return per pod the Kubernetes effective request: max(Σ app + Σ sidecar, max(init) + Σ sidecar).
+
+    Kubernetes adds to each regular init container only the sidecars declared before it; kube-state-metrics
+    exports no init-container order, so every sidecar is counted: the bound is exact without sidecars and
+    never below the scheduler's value with them.
+    """
     per_resource = (requests.group_by(*POD_KEY, "resource").agg(
         pl.col("request").filter(pl.col("kind") == "app").sum().alias("apps"),
         pl.col("request").filter(pl.col("kind") == "sidecar").sum().alias("sidecars"),
@@ -186,6 +191,39 @@ def pod_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
         pl.max_horizontal("cpu_request_core_hours", pl.col("cpu_usage_core_hours").fill_null(0.0)).alias("cpu_allocated_core_hours"),
         pl.max_horizontal("memory_request_gib_hours", pl.col("memory_usage_gib_hours").fill_null(0.0)).alias("memory_allocated_gib_hours"),
     )
+
+
+def container_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Return one row per running app/sidecar container: owner, average request and usage (cores, GiB)."""
+    running = _get(frames, "pod_running")
+    requests = container_requests(frames)
+    if running is None or not requests.height:
+        return pl.DataFrame()
+    wide = (requests.filter(pl.col("kind") != "init")
+            .pivot(on="resource", index=[*POD_KEY, "container"], values="request", aggregate_function="sum"))
+    for resource in ("cpu", "memory"):
+        if resource not in wide.columns:
+            wide = wide.with_columns(pl.lit(0.0).alias(resource))
+    rows = (wide.join(running.filter(pl.col("running_seconds") > 0), on=POD_KEY)
+            .select(*POD_KEY, "container", "running_seconds", pl.col("cpu").fill_null(0.0).alias("cpu_request_cores"),
+                    (pl.col("memory").fill_null(0.0) / GIB).alias("memory_request_gib")))
+    for name, column, out, scale in (("cpu_usage", "usage_core_seconds", "cpu_used_cores", 1.0),
+                                     ("memory_usage", "usage_byte_seconds", "memory_used_gib", GIB)):
+        frame = _get(frames, name)
+        if frame is None:
+            rows = rows.with_columns(pl.lit(None, pl.Float64).alias(out))
+            continue
+        usage = frame.group_by("namespace", "pod", "container").agg((pl.col(column).sum() / scale).alias(out))
+        rows = rows.join(usage, on=["namespace", "pod", "container"], how="left").with_columns(
+            pl.col(out) / pl.col("running_seconds"))
+    owners = _owners(frames)
+    if owners is not None:
+        rows = rows.join(owners, on=POD_KEY, how="left")
+    else:
+        rows = rows.with_columns(pl.lit(None, pl.String).alias("controller_kind"),
+                                 pl.lit(None, pl.String).alias("controller_name"))
+    return rows.with_columns(pl.coalesce("controller_kind", pl.lit("Pod")).alias("controller_kind"),
+                             pl.coalesce("controller_name", pl.col("pod")).alias("controller_name"))
 
 
 def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance") -> pl.DataFrame:

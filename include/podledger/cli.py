@@ -144,8 +144,24 @@ def cmd_rightsize(args: argparse.Namespace) -> int:
     if not rows.height:
         raise PodledgerError(f"no allocation rows for cost center {cc.name} between {args.start} and {args.end}")
     result = recommendations(rows, headroom=args.headroom)
+    names = ["namespace", "controller_kind", "controller_name"]
+    if args.containers:
+        from podledger.allocation import container_hours
+        from podledger.enrich import read_window_frames
+        from podledger.rightsizing import container_recommendations
+
+        store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
+        prefix = split_uri(cc.storage.uri)[2]
+        parts = []
+        for cluster in _clusters(cc, args.cluster, args.start, args.end):
+            for window in plan_windows(args.start, args.end, cc.time_frame_seconds):
+                frames = read_window_frames(store, prefix, cluster.name, window)
+                parts.append(container_hours(frames).with_columns(pl.lit(window.start).alias("hour_start"),
+                                                                  pl.lit(cluster.name).alias("cluster")))
+        result = container_recommendations(pl.concat(parts), result, headroom=args.headroom)
+        names.append("container")
     with pl.Config(tbl_rows=args.top, tbl_cols=-1, tbl_width_chars=200):
-        print(result.head(args.top).select("namespace", "controller_kind", "controller_name", "avg_pods",
+        print(result.head(args.top).select(*names, "avg_pods",
                                            pl.col("cpu_request_cores", "cpu_recommended_cores", "memory_request_gib",
                                                   "memory_recommended_gib", "monthly_saving").round(3)))
     return 0
@@ -220,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                cmd_rightsize)
     p.add_argument("--headroom", type=float, default=0.2, help="added on top of the p95 usage (default 0.2)")
     p.add_argument("--top", type=int, default=20)
+    p.add_argument("--containers", action="store_true",
+                   help="one recommendation per workload container (reads the exported per-container metrics)")
     p = sub.add_parser("retention", help="delete exported objects older than the cost center's retention_days")
     p.add_argument("--cost-center", required=True)
     p.add_argument("--config")

@@ -39,3 +39,29 @@ def recommendations(rows: pl.DataFrame, *, quantile: float = 0.95, headroom: flo
             .with_columns((saving.fill_nan(0.0).fill_null(0.0) * pl.col("avg_pods") * HOURS_PER_MONTH).alias("monthly_saving"))
             .sort("monthly_saving", descending=True)
             .collect())
+
+
+def container_recommendations(containers: pl.DataFrame, prices: pl.DataFrame, *, quantile: float = 0.95,
+                              headroom: float = 0.2, memory_headroom: float = 0.3) -> pl.DataFrame:
+    """Return one recommendation per workload container, largest monthly saving first.
+
+    ``containers``: rows of :func:`podledger.allocation.container_hours` with ``hour_start`` and ``cluster``;
+    ``prices``: per (cluster, namespace, controller_kind, controller_name) ``price_per_core_hour`` and
+    ``price_per_gib_hour`` (as :func:`recommendations` computes them from the allocation rows).
+    """
+    keys = ["cluster", "namespace", "controller_kind", "controller_name", "container"]
+    per_container = containers.group_by(keys).agg(
+        pl.col("cpu_request_cores").mean(),
+        (pl.col("cpu_used_cores").quantile(quantile) * (1 + headroom)).alias("cpu_recommended_cores"),
+        pl.col("memory_request_gib").mean(),
+        (pl.col("memory_used_gib").quantile(quantile) * (1 + memory_headroom)).alias("memory_recommended_gib"),
+        (pl.col("running_seconds").sum() / 3600 / pl.col("hour_start").n_unique()).alias("avg_pods"),
+    )
+    priced = per_container.join(prices.select("cluster", "namespace", "controller_kind", "controller_name",
+                                              "price_per_core_hour", "price_per_gib_hour"),
+                                on=["cluster", "namespace", "controller_kind", "controller_name"], how="left")
+    saving = ((pl.col("cpu_request_cores") - pl.col("cpu_recommended_cores")) * pl.col("price_per_core_hour")
+              + (pl.col("memory_request_gib") - pl.col("memory_recommended_gib")) * pl.col("price_per_gib_hour"))
+    return (priced.with_columns((saving.fill_nan(0.0).fill_null(0.0) * pl.col("avg_pods") * HOURS_PER_MONTH)
+                                .alias("monthly_saving"))
+            .sort("monthly_saving", descending=True))
