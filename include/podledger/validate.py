@@ -148,11 +148,19 @@ def check_window_data(manifest: dict, frames: dict[str, pl.DataFrame]) -> list[F
                 "run nodes with the cloud provider's providerID (aws:///<zone>/i-…, gce://…, azure:///…) or drop "
                 "this cluster from billing-based allocation")
         coverage = nodes["present_seconds"].max() / seconds
+        if coverage > 2 - MIN_WINDOW_COVERAGE:
+            interval = manifest.get("scrape_interval_seconds")
+            add(ERROR, "scrape_interval_mismatch", "node_info",
+                f"nodes have more samples than the window can hold at the configured scrape interval of {interval}s "
+                f"({coverage:.0%} of the window): every value-second (requests, memory) would be overstated",
+                f"set the cluster's scrape_interval_seconds to the real interval (about {interval / coverage:.0f}s), or, if "
+                "kube-state-metrics runs as several replicas scraped separately, keep one series per node (dedupe)")
         if coverage < MIN_WINDOW_COVERAGE:
             add(WARNING, "scrape_gap", "node_info",
                 f"the best-covered node has samples for only {coverage:.0%} of the window "
                 f"({(1 - coverage) * seconds / 60:.0f} min missing): Prometheus or kube-state-metrics was down",
-                "check Prometheus and kube-state-metrics uptime for the window; usage in the gap is not counted")
+                "check Prometheus and kube-state-metrics uptime for the window (usage in the gap is not counted); if "
+                "every window shows the same share, the configured scrape_interval_seconds is smaller than the real one")
 
     running = frames.get("pod_running")
     if running is not None and running.height:

@@ -192,3 +192,12 @@ def test_bill_in_two_currencies_fails_enrichment_naming_the_period(stack_env, mo
     export_window(_client(prometheus), store, cc, cc.clusters[0], WINDOWS[0])
     with pytest.raises(BillingDataError, match=r"cur_mixed_currency.*2026-11.*EUR"):
         enrich_cluster(cc, cc.clusters[0], WINDOWS[0].start, WINDOWS[0].end, metrics_store=store, billing_store=billing)
+
+
+def test_wrong_scrape_interval_is_caught(stack_env, prometheus, moto):
+    """Configured 120 s on 60 s scrapes: value-seconds would double; validation says so and fails."""
+    cc = make_cost_center("interval-wrong", clusters=[{"name": "demo-eks", "prometheus_conn_id": "x",
+                                                       "scrape_interval_seconds": 120}])
+    error, reports = _export_and_validate(prometheus, moto, "interval-wrong", cc, WINDOWS[:1])
+    mismatch = [f for f in reports[0]["findings"] if f["rule"] == "scrape_interval_mismatch"]
+    assert error is not None and mismatch and "about 60s" in mismatch[0]["fix"]
