@@ -83,6 +83,9 @@ class BillingConfig(_Model):
     cost_basis: Literal["amortized", "net_amortized", "unblended", "public_on_demand"] = "amortized"
     # CUR 2.0 resource_tags keys whose value names the cluster an instance belongs to.
     cluster_tag_keys: tuple[str, ...] = ("aws_eks_cluster_name", "user_eks_cluster_name")
+    # FOCUS Tags keys naming the cluster of a VM (EKS, GKE and AKS conventions).
+    focus_cluster_tag_keys: tuple[str, ...] = ("aws:eks:cluster-name", "eks:cluster-name", "goog-k8s-cluster-name",
+                                               "aks-managed-cluster-name")
     # How often to look for new or restated CUR deliveries, and for how long to wait for coverage.
     check_schedule: str = "0 */4 * * *"
     wait_timeout_seconds: int = Field(3 * 86400, ge=60)

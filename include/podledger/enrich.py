@@ -142,7 +142,7 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         if cost_center.billing.format == "focus":
             day_cur = cur.filter(pl.col("ChargePeriodStart").cast(utc).is_between(day[0], day[-1] + dt.timedelta(hours=1),
                                                                                   closed="left"))
-            costs = focus_instance_costs(day_cur, basis, nodes)
+            costs = focus_instance_costs(day_cur, basis, nodes, cost_center.billing.focus_cluster_tag_keys)
         else:
             costs = instance_hour_costs(cur.filter(pl.col("hour_start").cast(utc).is_between(
                 day[0], day[-1] + dt.timedelta(hours=1), closed="left")), basis, cost_center.billing.cluster_tag_keys)

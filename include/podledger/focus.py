@@ -69,7 +69,8 @@ def check_columns(frame: pl.DataFrame, source: str) -> None:
         raise BillingDataError(f"{source}: FOCUS columns missing: {missing}; export FOCUS 1.0 or later")
 
 
-def focus_instance_costs(focus: pl.DataFrame, basis: str, node_keys: pl.DataFrame | None = None) -> pl.DataFrame:
+def focus_instance_costs(focus: pl.DataFrame, basis: str, node_keys: pl.DataFrame | None = None,
+                         cluster_tag_keys: tuple[str, ...] = ()) -> pl.DataFrame:
     """Return one row per (node key, hour) with the cost of its compute usage, like ``instance_hour_costs``.
 
     ``node_keys`` (hour_start, instance_id) lets Azure scale-set-level rows be shared by the scale set's
@@ -87,19 +88,24 @@ def focus_instance_costs(focus: pl.DataFrame, basis: str, node_keys: pl.DataFram
            .then(pl.concat_str([pl.col(ZONE).str.to_lowercase(), pl.col(RESOURCE_NAME).str.to_lowercase()], separator="/"))
            .otherwise(pl.col(RESOURCE_ID).str.to_lowercase()))
     hour = pl.col(CHARGE_PERIOD_START).cast(pl.Datetime("us", "UTC")).dt.truncate("1h")
+    if "Tags" in focus.columns and cluster_tag_keys and isinstance(focus.schema["Tags"], pl.List):
+        tag = pl.col("Tags").list.eval(pl.element().filter(pl.element().struct.field("key").is_in(list(cluster_tag_keys)))
+                                       .struct.field("value")).list.first()
+    else:
+        tag = pl.lit(None, pl.String)
     rows = (focus.lazy()
             .filter((pl.col(CHARGE_CATEGORY) == "Usage") & (pl.col(SERVICE_CATEGORY) == "Compute")
                     & pl.col(RESOURCE_ID).is_not_null())
             .with_columns(hour.alias("hour_start"), key.alias("instance_id"),
                           pl.col(BASIS_COLUMNS[basis]).cast(pl.Float64).alias("cost"),
                           pl.col(LIST_COST).cast(pl.Float64).alias("public_cost"),
-                          pl.col(EFFECTIVE_COST).cast(pl.Float64).alias("net_cost"))
+                          pl.col(EFFECTIVE_COST).cast(pl.Float64).alias("net_cost"), tag.alias("cluster_tag"))
             .collect())
     if node_keys is not None and node_keys.height:
         rows = _share_scale_sets(rows, node_keys)
     return (rows.group_by("hour_start", "instance_id")
             .agg(pl.col("cost", "public_cost", "net_cost").sum(), pl.col(CURRENCY).first().alias("currency"),
-                 pl.lit(None, pl.String).alias("instance_type"), pl.lit(None, pl.String).alias("cluster_tag"),
+                 pl.lit(None, pl.String).alias("instance_type"), pl.col("cluster_tag").drop_nulls().first(),
                  pl.col(SUB_ACCOUNT).first().alias("account_id"), pl.col(REGION).first().alias("region"))
             .sort("hour_start", "instance_id"))
 

@@ -97,7 +97,9 @@ def test_aws_focus_export_through_enrichment(stack_env, synth, prometheus, moto,
     from podledger.storage import FsspecStore
 
     truth = pl.read_parquet(synth.truth_instances).filter(pl.col("kind") == "instance")
+    tag_type = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
     focus = truth.select(
+        pl.lit([{"key": "aws:eks:cluster-name", "value": "demo-eks"}], dtype=tag_type).alias("Tags"),
         pl.col("hour_start").cast(pl.Datetime("us", "UTC")).alias("ChargePeriodStart"), pl.lit("AWS").alias("ProviderName"),
         pl.col("instance_id").alias("ResourceId"), pl.lit("Usage").alias("ChargeCategory"),
         pl.lit("Compute").alias("ServiceCategory"), pl.col("amortized_cost").alias("EffectiveCost"),
@@ -116,8 +118,9 @@ def test_aws_focus_export_through_enrichment(stack_env, synth, prometheus, moto,
         export_window(client, store, cc, cc.clusters[0], window)
     result = enrich_cluster(cc, cc.clusters[0], windows[0].start, windows[-1].end, metrics_store=store, billing_store=billing)
     assert result.reconciliation["ok"].all()
-    # FOCUS rows carry no cluster tag here: the instance absent from Prometheus is not the cluster's.
+    # The instance tagged aws:eks:cluster-name but absent from Prometheus is the cluster's (__unallocated__).
     in_range = truth.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))).filter(
-        (pl.col("hour_start") < windows[-1].end) & pl.col("node").is_not_null())
+        pl.col("hour_start") < windows[-1].end)
+    assert "__unallocated__" in result.rows["namespace"].to_list()
     expected = in_range["amortized_cost"].sum()
     assert result.rows["total_cost"].sum() == pytest.approx(expected, rel=1e-12)
