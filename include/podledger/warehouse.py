@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 from pathlib import Path
 from typing import Protocol
@@ -104,6 +105,19 @@ class DuckDBLoader:
                                   if isinstance(t, pl.Datetime) and t.time_zone)
 
 
+COPY_BATCH_ROWS = 500_000
+
+
+def copy_csv(cur, table: str, frame: pl.DataFrame) -> None:  # noqa: ANN001 - a psycopg cursor
+    """COPY ``frame`` into ``table``: polars writes CSV (native, fast), PostgreSQL parses it; batches bound memory."""
+    columns = ", ".join(frame.columns)
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+        for start in range(0, frame.height, COPY_BATCH_ROWS):
+            buffer = io.BytesIO()
+            frame.slice(start, COPY_BATCH_ROWS).write_csv(buffer, include_header=False, null_value="\\N")
+            copy.write(buffer.getvalue())
+
+
 class PostgresLoader:
     """Load into PostgreSQL with COPY (binary-safe text COPY through psycopg 3), slice replaced in one transaction.
 
@@ -136,9 +150,7 @@ class PostgresLoader:
                 con.commit()
                 cur.execute(f"DELETE FROM {self.table} WHERE cost_center = %s AND cluster = %s AND hour_start >= %s "
                             "AND hour_start < %s", [cost_center, cluster, start, end])
-                with cur.copy(f"COPY {self.table} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for record in rows.select(columns).iter_rows():
-                        copy.write_row(record)
+                copy_csv(cur, self.table, rows.select(columns))
                 if split_items is not None:
                     self._load_items(cur, split_items, cost_center, cluster, start, end)
         log.info("warehouse postgres table %s: replaced %s/%s [%s, %s) with %d rows", self.table, cost_center, cluster,
@@ -153,9 +165,7 @@ class PostgresLoader:
         cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {t}' for n, t in types.items())})")
         cur.execute(f"DELETE FROM {table} WHERE cost_center = %s AND cluster = %s AND line_item_usage_start_date >= %s "
                     "AND line_item_usage_start_date < %s", [cost_center, cluster, start, end])
-        with cur.copy(f"COPY {table} ({', '.join(items.columns)}) FROM STDIN") as copy:
-            for record in items.iter_rows():
-                copy.write_row(record)
+        copy_csv(cur, table, items)
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read query and return a polars frame."""
