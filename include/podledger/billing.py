@@ -102,22 +102,31 @@ def billing_periods(start: dt.datetime, end: dt.datetime) -> list[str]:
     return labels
 
 
-def read_focus(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    """Read the FOCUS rows of [start, end) from the same ``<prefix>/data/BILLING_PERIOD=…`` layout."""
-    from podledger.focus import CHARGE_PERIOD_START, check_columns
-
-    frames = []
+def _export_files(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime,
+                  kind: str) -> list[tuple[str, pl.DataFrame]]:
+    """Read every Parquet file of the Data Exports periods overlapping [start, end); (s3 url, frame) each."""
+    files = []
     for period in billing_periods(start, end):
         data_prefix = f"{export_prefix.strip('/')}/data/BILLING_PERIOD={period}/"
         keys = [k for k in store.list(data_prefix) if k.endswith(".parquet")]
         if not keys:
-            raise BillingDataError(f"no FOCUS data under {store.scheme}://{store.bucket}/{data_prefix} for billing period "
-                                   f"{period}: check billing.uri and that the export was delivered")
-        for key in keys:
-            frame = entries_of_maps(pl.read_parquet(io.BytesIO(store.get(key))))
-            check_columns(frame, f"{store.scheme}://{store.bucket}/{key}")
-            frames.append(frame)
-    frame = pl.concat(frames, how="diagonal_relaxed")
+            raise BillingDataError(
+                f"no {kind} data under {store.scheme}://{store.bucket}/{data_prefix} for billing period {period}: "
+                "check billing.uri points at the export (the folder holding data/ and metadata/) and that the "
+                "export has been delivered for this month")
+        files += [(f"{store.scheme}://{store.bucket}/{k}", entries_of_maps(pl.read_parquet(io.BytesIO(store.get(k)))))
+                  for k in keys]
+    return files
+
+
+def read_focus(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Read the FOCUS rows of [start, end) from the same ``<prefix>/data/BILLING_PERIOD=…`` layout."""
+    from podledger.focus import CHARGE_PERIOD_START, check_columns
+
+    files = _export_files(store, export_prefix, start, end, "FOCUS")
+    for url, frame in files:
+        check_columns(frame, url)
+    frame = pl.concat([f for _, f in files], how="diagonal_relaxed")
     begin = pl.col(CHARGE_PERIOD_START).cast(pl.Datetime("us", "UTC"))
     return frame.filter((begin >= start) & (begin < end))
 
@@ -158,23 +167,14 @@ def read_legacy_cur(store: ObjectStore, report_prefix: str, start: dt.datetime, 
 
 def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Read the CUR 2.0 rows of [start, end) from a Data Exports delivery (``<prefix>/data/BILLING_PERIOD=…``)."""
-    frames = []
-    for period in billing_periods(start, end):
-        data_prefix = f"{export_prefix.strip('/')}/data/BILLING_PERIOD={period}/"
-        keys = [k for k in store.list(data_prefix) if k.endswith(".parquet")]
-        if not keys:
-            raise BillingDataError(
-                f"no CUR 2.0 data under {store.scheme}://{store.bucket}/{data_prefix} for billing period {period}: "
-                "check billing.uri points at the export (the folder holding data/ and metadata/) and that the "
-                "export has been delivered for this month")
-        for key in keys:
-            frame = pl.read_parquet(io.BytesIO(store.get(key)))
-            missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-            if missing:
-                raise BillingDataError(f"{store.scheme}://{store.bucket}/{key}: CUR 2.0 columns missing: {missing}; "
-                                       "enable INCLUDE_RESOURCES and export the standard CUR 2.0 columns")
-            frames.append(entries_of_maps(frame))
-    return _finish_cur(pl.concat(frames, how="diagonal_relaxed"), start, end, f"{store.scheme}://{store.bucket}/{export_prefix}")
+    files = _export_files(store, export_prefix, start, end, "CUR 2.0")
+    for url, frame in files:
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        if missing:
+            raise BillingDataError(f"{url}: CUR 2.0 columns missing: {missing}; enable INCLUDE_RESOURCES and export "
+                                   "the standard CUR 2.0 columns")
+    return _finish_cur(pl.concat([f for _, f in files], how="diagonal_relaxed"), start, end,
+                       f"{store.scheme}://{store.bucket}/{export_prefix}")
 
 
 def _finish_cur(frame: pl.DataFrame, start: dt.datetime, end: dt.datetime, source: str) -> pl.DataFrame:

@@ -146,9 +146,9 @@ def cmd_rightsize(args: argparse.Namespace) -> int:
     result = recommendations(rows, headroom=args.headroom)
     names = ["namespace", "controller_kind", "controller_name"]
     if args.containers:
-        from podledger.allocation import container_hours
         from podledger.enrich import read_window_frames
         from podledger.rightsizing import container_recommendations
+        from podledger.usage import container_hours
 
         store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
         prefix = split_uri(cc.storage.uri)[2]

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -290,8 +290,3 @@ def load_cost_center(name: str, path: str | os.PathLike[str] | None = None) -> C
             raise ConfigError(message)
     known = [c.name for c in loaded.cost_centers]
     raise ConfigError(f"{loaded.path}: no cost center named {name!r}; known: {known}")
-
-
-def parse_overrides(values: dict[str, Any]) -> dict[str, Any]:
-    """Drop None values so CLI flags only override what the user set."""
-    return {k: v for k, v in values.items() if v is not None}

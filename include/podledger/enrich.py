@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from podledger.allocation import allocate_hour, billed_cost, node_hours, reconcile
+from podledger.allocation import allocate_hour, billed_cost, reconcile
 from podledger.billing import (
     control_plane_costs,
     data_transfer_costs,
@@ -35,6 +35,7 @@ from podledger.focus import focus_instance_costs
 from podledger.layout import Window, manifest_key, plan_windows, to_utc
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore, split_uri
+from podledger.usage import node_hours
 from podledger.validate import check_billing
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,16 @@ def read_metric_file(store: ObjectStore, key: str) -> pl.DataFrame:
     return pl.DataFrame(records, infer_schema_length=None)
 
 
-def read_window_frames(store: ObjectStore, prefix: str, cluster: str, window: Window) -> dict[str, pl.DataFrame]:
-    """Read every metric file of a completed cluster-window, as listed by its manifest."""
-    key = manifest_key(prefix, cluster, window)
-    if not store.exists(key):
-        raise ExportIncompleteError(
-            f"cluster {cluster}, window {window}: no manifest at {store.scheme}://{store.bucket}/{key}; "
-            "the window was not exported (or is being re-exported): run the export for it first")
-    manifest = json.loads(store.get(key))
+def read_window_frames(store: ObjectStore, prefix: str, cluster: str, window: Window,
+                       manifest: dict | None = None) -> dict[str, pl.DataFrame]:
+    """Read every metric file of a completed cluster-window, as listed by its manifest (read here if not given)."""
+    if manifest is None:
+        key = manifest_key(prefix, cluster, window)
+        if not store.exists(key):
+            raise ExportIncompleteError(
+                f"cluster {cluster}, window {window}: no manifest at {store.scheme}://{store.bucket}/{key}; "
+                "the window was not exported (or is being re-exported): run the export for it first")
+        manifest = json.loads(store.get(key))
     return {name: read_metric_file(store, entry["key"]) for name, entry in manifest["metrics"].items()}
 
 

@@ -209,15 +209,3 @@ def write_state(path: Path, servers: list[Server]) -> None:
     """Record started servers so ``podledger stack stop`` can stop them by PID later."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(s) for s in servers], indent=1))
-
-
-def stop_from_state(path: Path) -> list[str]:
-    """Stop every server recorded in ``path``; return their names."""
-    if not path.exists():
-        return []
-    names = []
-    for item in json.loads(path.read_text()):
-        stop_pid(int(item["pid"]))
-        names.append(item["name"])
-    path.unlink()
-    return names

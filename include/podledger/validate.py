@@ -254,7 +254,7 @@ def validate_windows(store: ObjectStore, cost_center: CostCenterConfig, items: l
                                        "run (or re-run) the export for this window")]
         else:
             manifest = json.loads(store.get(key))
-            frames = read_window_frames(store, prefix, cluster, window)
+            frames = read_window_frames(store, prefix, cluster, window, manifest)
             window_findings = check_manifest(manifest) + check_window_data(manifest, frames)
             owners = {(cost_center.name, cluster): node_identities(frames)}
             for peer, peer_store in peers:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import polars as pl
 import pytest
 
-from podledger.allocation import GIB, allocate_hour, billed_cost, node_hours, reconcile
+from podledger.allocation import allocate_hour, billed_cost, reconcile
 from podledger.config import AllocationConfig
+from podledger.usage import GIB, node_hours
 
 HOUR = dt.datetime(2026, 11, 2, 3, tzinfo=dt.UTC)
 NODE, INSTANCE = "ip-10-0-0-4.ec2.internal", "i-0123456789abcdef0"

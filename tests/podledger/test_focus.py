@@ -10,9 +10,10 @@ import pytest
 from test_allocation import AWS_EXAMPLE, HOUR, Scenario, frames_for
 
 from helpers import SYNTH_START, make_cost_center, s3_options
-from podledger.allocation import allocate_hour, billed_cost, node_hours, reconcile
+from podledger.allocation import allocate_hour, billed_cost, reconcile
 from podledger.config import AllocationConfig
 from podledger.focus import focus_instance_costs, node_key
+from podledger.usage import node_hours
 
 PROVIDER_IDS = {
     "aws": ("aws:///us-east-1a/i-0ABC123", "i-0abc123"),

@@ -35,13 +35,13 @@ def test_overprovisioned_workload_gets_smaller_requests_and_a_saving():
 def test_per_container_recommendations_from_exported_metrics(stack_env, prometheus, moto, fresh_bucket, store_factory):
     """Each container of a workload gets its own recommendation, from the exported per-container series."""
     from helpers import SYNTH_START, make_cost_center
-    from podledger.allocation import container_hours
     from podledger.connections import ConnectionInfo
     from podledger.enrich import enrich_cluster, read_window_frames
     from podledger.export import export_window
     from podledger.layout import plan_windows
     from podledger.promclient import client_from_connection
     from podledger.rightsizing import container_recommendations
+    from podledger.usage import container_hours
 
     cc = make_cost_center(fresh_bucket)
     store = store_factory(fresh_bucket)
