@@ -21,18 +21,22 @@ from podledger.catalog import (
     CATALOG,
     CATALOG_BY_NAME,
     CLUSTER_VALUES_PROBE,
+    COUNTER_RESETS,
     MAX_COLUMNS,
     MAX_POINTS_PER_SERIES,
     MIN_SPLIT_SECONDS,
     NON_LABEL_KEYS,
     PROBES,
     MetricSpec,
+    counter_delta,
+    pod_matcher,
     render,
 )
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import QueryTooLarge
 from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
 from podledger.promclient import QueryResult, instant_query, range_query
+from podledger.shards import Shard, shard_label
 from podledger.storage import ObjectStore, split_uri
 
 log = logging.getLogger(__name__)
@@ -86,26 +90,73 @@ def _value(sample: list[Any]) -> float | None:
 
 
 def _run_split(client: Any, template: str, cluster: ClusterConfig, end: float, seconds: int, *, cluster_label: str | None,
-               timeout: float, retries: int, context: str) -> list[QueryResult]:
-    """Run a rollup over (end - seconds, end]; when the backend refuses it for size, halve the span and recurse.
+               timeout: float, retries: int, context: str, matchers: tuple[str, ...] = (),
+               shard: Shard) -> list[QueryResult]:
+    """Run a rollup over (end - seconds, end]; when the backend refuses it for size, split it and recurse.
 
-    Every rollup of the catalog is additive over adjacent spans (value-seconds, counts, telescoping counter
-    deltas) or a max (info values, peaks), so the pieces combine exactly.
+    Series splits come first (they shrink the samples read, the intermediate vectors and the answer), then
+    time splits (halving the span). Every rollup of the catalog is additive over disjoint series sets and
+    adjacent spans (value-seconds, counts, telescoping counter deltas) or a max (info values, peaks), so the
+    pieces combine exactly.
     """
+    subset = matchers + ((shard.matcher(),) if shard.matcher() else ())
     query = render(template, window_seconds=seconds, interval_seconds=cluster.scrape_interval_seconds,
-                   cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
+                   cluster_label=cluster_label, cluster_value=cluster.cluster_label_value, matchers=subset)
     try:
         return [instant_query(client, query, end, context=context, timeout=timeout, retries=retries)]
     except QueryTooLarge as exc:
+        kwargs = {"cluster_label": cluster_label, "timeout": timeout, "retries": retries, "context": context,
+                  "matchers": matchers}
+        parts = shard.split()
+        if parts:
+            log.info("%s: too large, splitting the series into %d sets by %s", context, len(parts), shard.label)
+            return [r for part in parts
+                    for r in _run_split(client, template, cluster, end, seconds, shard=part, **kwargs)]
         if seconds <= MIN_SPLIT_SECONDS:
-            raise QueryTooLarge(f"{exc}; still too large over {seconds}s: raise the backend's limit "
-                                "(query.max-samples, max-fetched-series) or use a smaller time_frame_seconds") from None
+            raise QueryTooLarge(f"{exc}; still too large for {shard.matcher() or 'all series'} over {seconds}s: raise "
+                                "the backend's limit (query.max-samples, max-fetched-series) or use a smaller "
+                                "time_frame_seconds") from None
         first = max((seconds // 2) // MIN_SPLIT_SECONDS * MIN_SPLIT_SECONDS, MIN_SPLIT_SECONDS)
         second = seconds - first
         log.info("%s: too large over %ds, splitting into %ds + %ds", context, seconds, first, second)
-        kwargs = {"cluster_label": cluster_label, "timeout": timeout, "retries": retries, "context": context}
-        return (_run_split(client, template, cluster, end - second, first, **kwargs)
-                + _run_split(client, template, cluster, end, second, **kwargs))
+        return (_run_split(client, template, cluster, end - second, first, shard=shard, **kwargs)
+                + _run_split(client, template, cluster, end, second, shard=shard, **kwargs))
+
+
+def _pods_with_resets(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
+                      cluster_label: str | None, timeout: float, retries: int) -> list[str] | None:
+    """Return the pods whose ``spec.counter`` series reset in (start - R, end]; None when the check was refused."""
+    query = render(COUNTER_RESETS.format(selector=spec.counter), window_seconds=window.seconds,
+                   interval_seconds=cluster.scrape_interval_seconds, cluster_label=cluster_label,
+                   cluster_value=cluster.cluster_label_value)
+    try:
+        result = instant_query(client, query, window.end.timestamp(), timeout=timeout, retries=retries,
+                               context=f"cluster {cluster.name}, window {window}, metric {spec.name} (resets)")
+    except QueryTooLarge:
+        return None  # too large to check: every series takes the exact form (which splits as needed)
+    return sorted({item["metric"].get("pod", "") for item in result.series})
+
+
+def _column_queries(client: Any, spec: MetricSpec, template: str, cluster: ClusterConfig, window: Window, *,
+                    cluster_label: str | None, timeout: float, retries: int) -> list[tuple[str, tuple[str, ...]]]:
+    """Return (template, extra matchers) pairs whose results add up to the column over the window.
+
+    Non-counter columns run as they are. Counter columns run the fast delta for every pod without a reset and
+    the exact (subquery) delta for the pods with one: two disjoint pod sets, so their rows simply add up.
+    """
+    if not spec.counter:
+        return [(template, ())]
+    fast = template.replace("{delta}", counter_delta(spec.counter, resets=False))
+    exact = template.replace("{delta}", counter_delta(spec.counter, resets=True))
+    pods = _pods_with_resets(client, spec, cluster, window, cluster_label=cluster_label, timeout=timeout,
+                             retries=retries)
+    if pods is None:
+        return [(exact, ())]
+    if not pods:
+        return [(fast, ())]
+    log.info("cluster %s window %s metric %s: counter resets in %d pod(s), exact form for them",
+             cluster.name, window, spec.name, len(pods))
+    return [(fast, (pod_matcher(pods, negate=True),)), (exact, (pod_matcher(pods, negate=False),))]
 
 
 def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
@@ -114,11 +165,16 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
     rows: dict[tuple, dict[str, Any]] = {}
     frame = MetricFrame(spec, pa.table({}), 0, 0.0, 0)
     at = window.end.timestamp()
-    for column, template in spec.columns.items():
+    for column, column_template in spec.columns.items():
         context = f"cluster {cluster.name}, window {window}, metric {spec.name} ({column})"
-        results = _run_split(client, template, cluster, at, window.seconds, cluster_label=cluster_label,
-                             timeout=timeout, retries=retries, context=context)
-        frame.splits += len(results) - 1
+        results: list[QueryResult] = []
+        for template, matchers in _column_queries(client, spec, column_template, cluster, window,
+                                                  cluster_label=cluster_label, timeout=timeout, retries=retries):
+            parts = _run_split(client, template, cluster, at, window.seconds, cluster_label=cluster_label,
+                               timeout=timeout, retries=retries, context=context, matchers=matchers,
+                               shard=Shard(shard_label(spec.keys)))
+            frame.splits += len(parts) - 1
+            results += parts
         for result in results:
             frame.account(result)
             for item in result.series:

@@ -12,9 +12,10 @@ def test_render_uses_half_open_window_and_escapes_cluster_value():
     assert 'cluster="we\\"ird\\\\name\\n"' in query
 
 
-def test_counter_rollup_telescopes_at_the_step():
-    query = render(CATALOG_BY_NAME["cpu_usage"].columns["usage_core_seconds"], window_seconds=3600, interval_seconds=60)
-    assert "offset 60s" in query and "[3599999ms:60s]" in query and 'container!="POD"' in query
+def test_counter_columns_take_the_delta_of_their_counter_selector():
+    spec = CATALOG_BY_NAME["cpu_usage"]
+    assert "{delta}" in spec.columns["usage_core_seconds"] and 'container!="POD"' in spec.counter
+    assert all(("{delta}" in t) == bool(s.counter) for s in CATALOG_BY_NAME.values() for t in s.columns.values())
 
 
 def test_required_metrics_cover_the_architecture_list():

@@ -1,4 +1,4 @@
-"""Backend limits: a tiny query.max-samples forces the exporter to split windows, with identical results."""
+"""Backend limits: a tiny query.max-samples forces the exporter to split series and windows, with identical results."""
 
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ def _frames(store, manifest) -> dict[str, pl.DataFrame]:
 
 @pytest.fixture(scope="module")
 def limited_prometheus(prometheus, tmp_path_factory):
-    """A second Prometheus over a copy of the same blocks, with query.max-samples=1500."""
+    """A second Prometheus over a copy of the same blocks, with query.max-samples=150 (series and time splits)."""
     work = tmp_path_factory.mktemp("limited")
     source = prometheus.log.rsplit("/", 1)[0] + "/tsdb"
     shutil.copytree(source, work / "tsdb", ignore=shutil.ignore_patterns("lock", "wal", "chunks_head"))
-    server = start_prometheus(work / "tsdb", work, extra_args=["--query.max-samples=1500"])
+    server = start_prometheus(work / "tsdb", work, extra_args=["--query.max-samples=150"])
     yield server
     server.stop()
 
