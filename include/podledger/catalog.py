@@ -97,15 +97,16 @@ class MetricSpec:
 
 
 def _requests(name: str, metric: str, resource: str, unit: str, required: bool = True) -> MetricSpec:
+    # Value-seconds only: the average request is this over the pod's seconds present (pod_running), so a
+    # container whose ``node`` label changed in the window (Pending, then scheduled) adds up to one request.
     sel = f'{metric}{{{{resource="{resource}"{{sel}}}}}}'
     return MetricSpec(
         name=name,
         source=metric,
         keys=CONTAINER_KEYS,
-        columns={f"request_{unit}_seconds": _sum_seconds(sel, CONTAINER_KEYS),
-                 "present_seconds": _count_seconds(sel, CONTAINER_KEYS)},
+        columns={f"request_{unit}_seconds": _sum_seconds(sel, CONTAINER_KEYS)},
         required=required,
-        doc=f"{resource} requests per container: {unit}-seconds and seconds present",
+        doc=f"{resource} requests per container: {unit}-seconds (divide by pod_running.present_seconds)",
         group="gpu" if resource == "nvidia_com_gpu" else "core",
     )
 
@@ -179,8 +180,12 @@ CATALOG: tuple[MetricSpec, ...] = (
         name="pod_running",
         source=KUBE_POD_PHASE,
         keys=POD_KEYS,
-        columns={"running_seconds": _sum_seconds(f'{KUBE_POD_PHASE}{{{{phase="Running"{{sel}}}}}}', POD_KEYS)},
-        doc="seconds each pod was Running (requests of Completed pods keep being exported until deletion)",
+        # kube-state-metrics writes every phase at every scrape (1 for the current one, else 0): the sum is the
+        # time Running, the count the time the pod object existed (while its requests series exist too).
+        columns={"running_seconds": _sum_seconds(f'{KUBE_POD_PHASE}{{{{phase="Running"{{sel}}}}}}', POD_KEYS),
+                 "present_seconds": _count_seconds(f'{KUBE_POD_PHASE}{{{{phase="Running"{{sel}}}}}}', POD_KEYS)},
+        doc="seconds each pod was Running, and seconds its object existed (requests of Completed pods keep "
+            "being exported until deletion)",
     ),
     MetricSpec(
         name="cpu_usage",

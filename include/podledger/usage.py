@@ -31,7 +31,15 @@ def _get(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame | None:
 
 
 def container_requests(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """Return the average request of every container: namespace, pod, uid, container, node, resource, kind, request."""
+    """Return the average request of every container: namespace, pod, uid, container, node, resource, kind, request.
+
+    The average is the container's request-seconds over the seconds its pod object existed
+    (``pod_running.present_seconds``), so the rows of a container whose ``node`` label changed add up to its
+    request. Files written by podledger 0.1 carry a ``present_seconds`` per row, which is used instead.
+    """
+    running = _get(frames, "pod_running")
+    present = (running.group_by(POD_KEY).agg(pl.col("present_seconds").sum().alias("pod_present_seconds"))
+               if running is not None and "present_seconds" in running.columns else None)
     parts = []
     for name, resource, init in (("cpu_requests", "cpu", False), ("memory_requests", "memory", False),
                                  ("gpu_requests", "gpu", False), ("init_cpu_requests", "cpu", True),
@@ -40,13 +48,22 @@ def container_requests(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
         if frame is None:
             continue
         value = next(c for c in frame.columns if c.startswith("request_"))
+        if "present_seconds" in frame.columns:
+            seconds = pl.col("present_seconds").sum().over([*POD_KEY, "container"])
+        elif present is not None:
+            frame = frame.join(present, on=POD_KEY, how="left")
+            # A pod without phase series (never seen by kube-state-metrics' pod collector): the hour's average.
+            seconds = pl.col("pod_present_seconds").fill_null(3600.0)
+        else:
+            seconds = pl.lit(3600.0)
         parts.append(frame.select(
             *POD_KEY, "container", "node", pl.lit(resource).alias("resource"), pl.lit(init).alias("init"),
-            (pl.col(value) / pl.col("present_seconds")).alias("request")))
+            (pl.col(value) / seconds).alias("request")))
     if not parts:
         return pl.DataFrame(schema={**dict.fromkeys([*POD_KEY, "container", "node", "resource"], pl.String),
                                     "init": pl.Boolean, "request": pl.Float64, "kind": pl.String})
-    requests = pl.concat(parts)
+    requests = (pl.concat(parts).group_by(*POD_KEY, "container", "resource", "init", maintain_order=True)
+                .agg(pl.col("node").sort_by(pl.col("node") == "").first(), pl.col("request").sum()))
     info = _get(frames, "init_container_info")
     sidecars = (info.filter(pl.col("restart_policy") == "Always").select(*POD_KEY, "container").unique()
                 .with_columns(pl.lit(True).alias("sidecar")) if info is not None else None)
