@@ -53,6 +53,7 @@ class MetricFrame:
     series: int
     query_seconds: float
     bytes_received: int
+    wire_bytes: int = 0
     samples: int = 0  # Prometheus stats: totalQueryableSamples
     prometheus_seconds: float = 0.0  # Prometheus stats: execTotalTime
     splits: int = 0  # extra queries caused by size limits
@@ -61,6 +62,7 @@ class MetricFrame:
         """Add one query's cost (time, bytes, Prometheus stats, series) to the frame's totals."""
         self.query_seconds += result.seconds
         self.bytes_received += result.bytes_received
+        self.wire_bytes += result.wire_bytes
         self.samples += int(((result.stats or {}).get("samples") or {}).get("totalQueryableSamples") or 0)
         self.prometheus_seconds += float(((result.stats or {}).get("timings") or {}).get("execTotalTime") or 0.0)
         self.series += len(result.series)
@@ -315,7 +317,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         key = metric_key(prefix, cluster.name, window, f"{name}_raw", fmt)
         store.put(key, serialise(raw.table, fmt))
         raw_entries[name] = {"key": key, "rows": raw.table.num_rows, "series": raw.series, "step_seconds": step,
-                             "query_seconds": round(raw.query_seconds, 4), "bytes_received": raw.bytes_received,
+                             "query_seconds": round(raw.query_seconds, 4), "bytes_received": raw.bytes_received, "wire_bytes": raw.wire_bytes,
                              "prometheus_samples": raw.samples}
     probes = run_probes(client, cluster, window, cluster_label=cluster_label,
                         timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
@@ -328,7 +330,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         store.delete([k for k in stale if store.exists(k)])
         entries[frame.spec.name] = {
             "key": key, "rows": frame.table.num_rows, "series": frame.series, "required": frame.spec.required,
-            "query_seconds": round(frame.query_seconds, 4), "bytes_received": frame.bytes_received,
+            "query_seconds": round(frame.query_seconds, 4), "bytes_received": frame.bytes_received, "wire_bytes": frame.wire_bytes,
             "prometheus_samples": frame.samples, "prometheus_exec_seconds": round(frame.prometheus_seconds, 4),
             "splits": frame.splits,
         }

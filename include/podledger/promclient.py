@@ -8,8 +8,11 @@ errors, and errors that name the cluster, window and metric but never a credenti
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +32,13 @@ TOO_LARGE_PATTERNS = ("too many samples", "max-samples", "exceeded the maximum",
 
 @dataclass
 class QueryResult:
-    """The ``data.result`` vector of an instant query plus its stats and timing."""
+    """The ``data.result`` vector of a query plus its stats, timing and size (decoded, and on the wire)."""
 
     series: list[dict[str, Any]]
     stats: dict[str, Any] | None
     seconds: float
     bytes_received: int
+    wire_bytes: int = 0  # as transferred (Prometheus gzips answers when asked, as requests does)
 
 
 class SigV4Auth(requests.auth.AuthBase):
@@ -111,14 +115,21 @@ def _who(client: Any) -> str:
     return f"connection {getattr(client, 'podledger_conn_id', '?')!r} ({client.url})"
 
 
-def instant_query(client: Any, query: str, at: float, *, context: str, timeout: float = 120.0,
-                  retries: int = 4, backoff_seconds: float = 0.5) -> QueryResult:
-    """Run an instant query at ``at`` (unix seconds); retry 429/5xx with backoff, raise naming ``context``."""
-    url = f"{client.url}/api/v1/query"
+def _decode(wire: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(wire)
+    if encoding == "deflate":
+        return zlib.decompress(wire)
+    return wire
+
+
+def _post(client: Any, path: str, data: dict[str, str], *, context: str, timeout: float, retries: int,
+          backoff_seconds: float) -> QueryResult:
+    """POST a query; retry 429/5xx with backoff; raise QueryTooLarge for size limits, else an error naming ``context``."""
+    url = f"{client.url}{path}"
     # partial_response=false: Thanos must fail rather than answer from a subset of stores (billing needs
     # exact data); Prometheus and VictoriaMetrics ignore the parameter.
-    data = {"query": query, "time": f"{at:.3f}", "timeout": f"{int(timeout)}s", "stats": "1",
-            "partial_response": "false"}
+    data = {**data, "timeout": f"{int(timeout)}s", "stats": "1", "partial_response": "false"}
     attempt = 0
     while True:
         attempt += 1
@@ -126,8 +137,10 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
         try:
             response = client._session.request(
                 "POST", url, data=data, headers=client.headers, auth=client.auth,
-                verify=client._session.verify, timeout=timeout + 5,
+                verify=client._session.verify, timeout=timeout + 5, stream=True,
             )
+            wire = response.raw.read(decode_content=False)
+            body = _decode(wire, response.headers.get("Content-Encoding", ""))
         except requests.RequestException as exc:
             # str(exc) of a connection error carries only host/port, never the auth header.
             error = f"cannot reach {client.url}: {type(exc).__name__}"
@@ -135,20 +148,20 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
         else:
             status = response.status_code
             if status == 200:
-                body = response.json()
-                partial = [w for w in body.get("warnings") or [] if "partial" in w.lower() or "store" in w.lower()]
+                answer = json.loads(body)
+                partial = [w for w in answer.get("warnings") or [] if "partial" in w.lower() or "store" in w.lower()]
                 if partial:
                     raise PrometheusQueryError(f"{context}: the endpoint answered with partial data ({partial[0]}); "
                                                "refusing to export an incomplete window")
-                payload = body.get("data") or {}
+                payload = answer.get("data") or {}
                 return QueryResult(payload.get("result") or [], payload.get("stats"),
-                                   time.perf_counter() - started, len(response.content))
+                                   time.perf_counter() - started, len(body), len(wire))
             if status in (401, 403):
                 raise PrometheusQueryError(f"{context}, {_who(client)}: HTTP {status}: {AUTH_HINT}")
             try:
-                error = response.json().get("error", "")
+                error = json.loads(body).get("error", "")
             except ValueError:
-                error = response.text[:200]
+                error = body[:200].decode(errors="replace")
             error = f"HTTP {status}: {error}"
         too_large = status in (400, 422, 503) and any(p in error.lower() for p in TOO_LARGE_PATTERNS)
         if too_large and (status != 503 or attempt > 1):
@@ -161,38 +174,19 @@ def instant_query(client: Any, query: str, at: float, *, context: str, timeout: 
         time.sleep(delay)
 
 
+def instant_query(client: Any, query: str, at: float, *, context: str, timeout: float = 120.0,
+                  retries: int = 4, backoff_seconds: float = 0.5) -> QueryResult:
+    """Run an instant query at ``at`` (unix seconds); retry 429/5xx with backoff, raise naming ``context``."""
+    return _post(client, "/api/v1/query", {"query": query, "time": f"{at:.3f}"}, context=context, timeout=timeout,
+                 retries=retries, backoff_seconds=backoff_seconds)
+
+
 def range_query(client: Any, query: str, start: float, end: float, step: int, *, context: str, timeout: float = 120.0,
-                retries: int = 4) -> QueryResult:
+                retries: int = 4, backoff_seconds: float = 0.5) -> QueryResult:
     """Run a range query (raw mode); same retries and errors as :func:`instant_query`."""
-    url = f"{client.url}/api/v1/query_range"
-    data = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}s",
-            "timeout": f"{int(timeout)}s", "stats": "1", "partial_response": "false"}
-    attempt = 0
-    while True:
-        attempt += 1
-        started = time.perf_counter()
-        try:
-            response = client._session.request("POST", url, data=data, headers=client.headers, auth=client.auth,
-                                               verify=client._session.verify, timeout=timeout + 5)
-        except requests.RequestException as exc:
-            error, status = f"cannot reach {client.url}: {type(exc).__name__}", None
-        else:
-            status = response.status_code
-            if status == 200:
-                payload = response.json().get("data") or {}
-                return QueryResult(payload.get("result") or [], payload.get("stats"), time.perf_counter() - started,
-                                   len(response.content))
-            if status in (401, 403):
-                raise PrometheusQueryError(f"{context}, {_who(client)}: HTTP {status}: {AUTH_HINT}")
-            try:
-                error = f"HTTP {status}: {response.json().get('error', '')}"
-            except ValueError:
-                error = f"HTTP {status}: {response.text[:200]}"
-        if status in (400, 422) and any(p in error.lower() for p in TOO_LARGE_PATTERNS):
-            raise QueryTooLarge(f"{context}: the endpoint refused the query for its size: {error}")
-        if not (status is None or status in RETRYABLE_STATUS) or attempt > retries:
-            raise PrometheusQueryError(f"{context}, {_who(client)}: query failed after {attempt} attempt(s): {error}")
-        time.sleep(0.5 * 2 ** (attempt - 1))
+    data = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}s"}
+    return _post(client, "/api/v1/query_range", data, context=context, timeout=timeout, retries=retries,
+                 backoff_seconds=backoff_seconds)
 
 
 def check_ready(client: Any, path: str = "/-/ready", timeout: float = 10.0) -> None:
