@@ -32,6 +32,9 @@ class ClusterConfig(_Model):
     # Centralized mode: the value of the cluster label selecting this cluster's series.
     cluster_label_value: str | None = None
     scrape_interval_seconds: int = Field(60, gt=0, le=3600)
+    # An Airflow pool shared by every cluster read from the same endpoint: its slots bound the window exports
+    # running at once against that Prometheus (each runs up to queries_batch_size queries). None: default_pool.
+    pool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @field_validator("name")
     @classmethod
@@ -53,6 +56,7 @@ class DiscoveryConfig(_Model):
     prometheus_conn_id: str
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    pool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")  # the endpoint's Airflow pool (see ClusterConfig)
     scrape_interval_seconds: int = Field(60, gt=0, le=3600)
 
 
@@ -171,6 +175,8 @@ class CostCenterConfig(_Model):
     time_frame_seconds: int = Field(3600, ge=300, le=86400)
     initial_backfill_date: dt.date | None = None
     backfill_days: int = Field(3, ge=0)
+    catchup: bool = True  # schedule every missed interval since the start date (False: only the latest)
+    end_date: dt.date | None = None  # no scheduled runs after this day (a retired cluster set, a fixed history)
     queries_batch_size: int = Field(5, ge=1, le=50)
     # CLUSTER_LABEL_NAME: in centralized mode (clusters with cluster_label_value), the label naming the cluster.
     cluster_label: str = Field("cluster", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")

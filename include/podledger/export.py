@@ -317,8 +317,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         key = metric_key(prefix, cluster.name, window, f"{name}_raw", fmt)
         store.put(key, serialise(raw.table, fmt))
         raw_entries[name] = {"key": key, "rows": raw.table.num_rows, "series": raw.series, "step_seconds": step,
-                             "query_seconds": round(raw.query_seconds, 4), "bytes_received": raw.bytes_received, "wire_bytes": raw.wire_bytes,
-                             "prometheus_samples": raw.samples}
+                             "query_seconds": round(raw.query_seconds, 4), "bytes_received": raw.bytes_received,
+                             "wire_bytes": raw.wire_bytes, "prometheus_samples": raw.samples}
     probes = run_probes(client, cluster, window, cluster_label=cluster_label,
                         timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
     entries: dict[str, Any] = {}
@@ -330,8 +330,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         store.delete([k for k in stale if store.exists(k)])
         entries[frame.spec.name] = {
             "key": key, "rows": frame.table.num_rows, "series": frame.series, "required": frame.spec.required,
-            "query_seconds": round(frame.query_seconds, 4), "bytes_received": frame.bytes_received, "wire_bytes": frame.wire_bytes,
-            "prometheus_samples": frame.samples, "prometheus_exec_seconds": round(frame.prometheus_seconds, 4),
+            "query_seconds": round(frame.query_seconds, 4), "bytes_received": frame.bytes_received,
+            "wire_bytes": frame.wire_bytes, "prometheus_samples": frame.samples, "prometheus_exec_seconds": round(frame.prometheus_seconds, 4),
             "splits": frame.splits,
         }
         log.info("cluster %s window %s metric %s: %d rows -> %s", cluster.name, window, frame.spec.name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import random
 import time
 import zlib
 from dataclasses import dataclass
@@ -115,6 +116,13 @@ def _who(client: Any) -> str:
     return f"connection {getattr(client, 'podledger_conn_id', '?')!r} ({client.url})"
 
 
+def _retry_after(response: Any, cap: float = 60.0) -> float:
+    try:
+        return min(float(response.headers.get("Retry-After", 0) or 0), cap)
+    except ValueError:  # an HTTP date: fall back to the backoff
+        return 0.0
+
+
 def _decode(wire: bytes, encoding: str) -> bytes:
     if encoding == "gzip":
         return gzip.decompress(wire)
@@ -169,7 +177,10 @@ def _post(client: Any, path: str, data: dict[str, str], *, context: str, timeout
         transient = status is None or status in RETRYABLE_STATUS
         if not transient or attempt > retries:
             raise PrometheusQueryError(f"{context}, {_who(client)}: query failed after {attempt} attempt(s): {error}")
-        delay = backoff_seconds * 2 ** (attempt - 1)
+        # Exponential backoff with jitter (concurrent queries must not retry in lockstep), at least the
+        # server's Retry-After (Mimir, AMP and nginx limit_req may send one).
+        delay = backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.75, 1.25)
+        delay = max(delay, _retry_after(response) if status is not None else 0.0)
         log.warning("%s: %s; retrying in %.1fs (attempt %d/%d)", context, error, delay, attempt, retries + 1)
         time.sleep(delay)
 

@@ -169,12 +169,16 @@ http {{
   access_log {work}/nginx-access.log;
   client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
   uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
+  # /limited/: a rate-limited endpoint (as Mimir / AMP / an API gateway answer 429 Too Many Requests).
+  limit_req_zone $server_port zone=prometheus:1m rate={rate};
+  limit_req_status 429;
   server {{
     listen 127.0.0.1:{port};
     location /open/   {{ proxy_pass {upstream}/; }}
     location /basic/  {{ auth_basic "prometheus"; auth_basic_user_file {work}/htpasswd; proxy_pass {upstream}/; }}
     location /token/  {{ if ($http_token != "{token}") {{ return 401; }} proxy_pass {upstream}/; }}
     location /bearer/ {{ if ($http_authorization != "Bearer {bearer}") {{ return 401; }} proxy_pass {upstream}/; }}
+    location /limited/ {{ limit_req zone=prometheus; proxy_pass {upstream}/; }}
     location /tenant/ {{ if ($http_x_scope_orgid != "{tenant}") {{ return 401; }} proxy_pass {upstream}/; }}
   }}
 }}
@@ -182,8 +186,11 @@ http {{
 
 
 def start_nginx_auth(upstream: str, work_dir: Path, *, user: str, password: str, token: str, bearer: str, tenant: str,
-                     port: int | None = None, timeout: float = 30.0) -> Server:
-    """Start nginx (Debian package) on 127.0.0.1 in front of ``upstream``, one path prefix per auth method."""
+                     rate: str = "2r/s", port: int | None = None, timeout: float = 30.0) -> Server:
+    """Start nginx (Debian package) on 127.0.0.1 in front of ``upstream``, one path prefix per auth method.
+
+    ``/limited/`` passes ``rate`` requests (no burst) and answers 429 above it.
+    """
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         raise PodledgerError("nginx not found: apt-get install nginx-light")
@@ -193,7 +200,7 @@ def start_nginx_auth(upstream: str, work_dir: Path, *, user: str, password: str,
     (work_dir / "htpasswd").write_text(f"{user}:{{PLAIN}}{password}\n")
     conf = work_dir / "nginx.conf"
     conf.write_text(NGINX_AUTH_CONF.format(work=work_dir, port=port, upstream=upstream, token=token, bearer=bearer,
-                                           tenant=tenant))
+                                           tenant=tenant, rate=rate))
     cmd = [binary, "-c", str(conf), "-p", str(work_dir), "-g", "daemon off;"]
     return _spawn("nginx", cmd, work_dir / "nginx.log", port, f"http://127.0.0.1:{port}", "/open/-/ready", timeout)
 

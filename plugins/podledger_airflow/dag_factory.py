@@ -53,6 +53,17 @@ def _start_date(cost_center: CostCenterConfig) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
+def _end_date(cost_center: CostCenterConfig) -> dt.datetime | None:
+    day = cost_center.end_date
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) if day else None
+
+
+def _pools(cost_center: CostCenterConfig) -> list[str | None]:
+    """The Airflow pools the cost center's endpoints use, in config order (None: default_pool)."""
+    pools = [c.pool for c in cost_center.clusters] + ([cost_center.discovery.pool] if cost_center.discovery else [])
+    return list(dict.fromkeys(pools)) or [None]
+
+
 def metrics_asset(cost_center: CostCenterConfig) -> Asset:
     """The Asset updated when a cost center's exported windows are complete and valid."""
     # Named per cost center, not by URI: cost centers may share a bucket or a CUR export.
@@ -95,16 +106,18 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
     asset = metrics_asset(cost_center)
     dag_id = f"podledger_export__{cost_center.name}"
     cluster_names = [c.name for c in cost_center.clusters]
+    pools = _pools(cost_center)
 
     @dag(dag_id=dag_id, schedule=CronDataIntervalTimetable(cost_center.schedule, timezone="UTC"),
-         start_date=_start_date(cost_center), catchup=True, max_active_runs=4, default_args=_default_args(cost_center),
+         start_date=_start_date(cost_center), end_date=_end_date(cost_center), catchup=cost_center.catchup,
+         max_active_runs=4, default_args=_default_args(cost_center),
          tags=[TAG, "export", f"cost-center:{cost_center.name}"], params=_range_params(),
          doc_md=EXPORT_DOC.format(name=cost_center.name, clusters=", ".join(cluster_names), frame=cost_center.time_frame_seconds,
                                   uri=cost_center.storage.uri, ext=cost_center.storage.format, asset=asset.name, dag_id=dag_id))
     def export_dag() -> None:
         @task
         def plan(**context: Any) -> list[dict[str, Any]]:
-            """List the (cluster, window) pairs this run exports."""
+            """List the (cluster, window) pairs this run exports, each with its endpoint's pool."""
             from podledger.layout import plan_windows, to_utc
 
             params = context["params"]
@@ -118,9 +131,16 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
                 hook = PrometheusHook(cost_center.discovery.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
                 clusters += discover_clusters(hook.get_conn(), cost_center, start, end)
             wanted = set(params.get("clusters") or [])
-            return [{"cluster": c.name, "label_value": c.cluster_label_value, "window": w.to_dict()}
+            discovered_pool = cost_center.discovery.pool if cost_center.discovery else None
+            return [{"cluster": c.name, "label_value": c.cluster_label_value, "window": w.to_dict(),
+                     "pool": c.pool if c.name in cluster_names else discovered_pool}
                     for c in clusters if not wanted or c.name in wanted
                     for w in plan_windows(start, end, cost_center.time_frame_seconds)]
+
+        @task
+        def of_pool(items: list[dict[str, Any]], pool: str | None) -> list[dict[str, Any]]:
+            """The planned items whose endpoint uses ``pool`` (one export task per pool)."""
+            return [i for i in items if i["pool"] == pool]
 
         @task(max_active_tis_per_dag=cost_center.queries_batch_size)
         def export_window(item: dict[str, Any], **context: Any) -> str:
@@ -173,7 +193,13 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             return len(deleted)
 
         items = plan()
-        exported = export_window.expand(item=items)
+        # The export runs in the endpoint's Airflow pool: the pool's slots bound the windows exported against
+        # that Prometheus at once, across every DAG using it. Several pools: one mapped export task per pool.
+        if len(pools) == 1:
+            exported = [export_window.override(pool=pools[0] or "default_pool").expand(item=items)]
+        else:
+            exported = [export_window.override(task_id=f"export_window__{p or 'default'}", pool=p or "default_pool")
+                        .expand(item=of_pool.override(task_id=f"plan__{p or 'default'}")(items, p)) for p in pools]
         wait = ExportManifestSensor(task_id="wait_for_manifests", bucket_name=bucket, prefix=prefix, items=items,
                                     aws_conn_id=cost_center.storage.aws_conn_id, poke_interval=60, timeout=3600)
         exported >> wait >> validate(items) >> retention()

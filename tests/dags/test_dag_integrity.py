@@ -51,3 +51,21 @@ def test_bad_cost_center_becomes_a_failing_dag_and_others_load(tmp_path, monkeyp
     assert "podledger_export__fine" in dagbag.dag_ids and "podledger_export__broken" not in dagbag.dag_ids
     error_dag = dagbag.get_dag("podledger_config_error__1_broken")
     assert str(config) in error_dag.doc_md and "time_frame_seconds" in error_dag.doc_md
+
+
+def test_pools_per_prometheus_endpoint_and_schedule_switches(tmp_path, monkeypatch):
+    config = tmp_path / "cc.yaml"
+    config.write_text("cost_centers:\n  - name: one\n    clusters: [{name: a, pool: prom_a}]\n"
+                      "  - name: two\n    catchup: false\n    initial_backfill_date: 2026-11-02\n"
+                      "    end_date: 2026-11-04\n"
+                      "    clusters: [{name: a, pool: prom_a}, {name: b, pool: prom_b}, {name: c}]\n")
+    monkeypatch.setenv("PODLEDGER_CONFIG", str(config))
+    dagbag = bag()
+    assert dagbag.import_errors == {}
+    one = dagbag.get_dag("podledger_export__one")
+    assert one.get_task("export_window").pool == "prom_a" and one.catchup
+    two = dagbag.get_dag("podledger_export__two")
+    assert not two.catchup and two.end_date.isoformat().startswith("2026-11-04")
+    pools = {t.task_id: t.pool for t in two.tasks if t.task_id.startswith("export_window")}
+    assert pools == {"export_window__prom_a": "prom_a", "export_window__prom_b": "prom_b",
+                     "export_window__default": "default_pool"}

@@ -201,9 +201,16 @@ def build_cluster(name: str = "demo-eks", nodes: int = 8, pods: int = 80, start:
     out: list[Pod] = []
     rs_owner: dict[tuple[str, str], str] = {}
     job_owner: dict[tuple[str, str], str] = {}
+    taken: set[tuple[str, str]] = set()
 
     def add(ns: str, pod_name: str, node: str, s: int, e: int, containers: list[Container], kind: str,
             owner: str, labels: dict[str, str], linger: int = 0) -> None:
+        # Five hex characters collide among thousands of replicas (a real ReplicaSet would retry the name too).
+        base, n = pod_name, 0
+        while (ns, pod_name) in taken:
+            n += 1
+            pod_name = f"{base.rsplit('-', 1)[0]}-{stable_hex(base, n, length=5)}"
+        taken.add((ns, pod_name))
         out.append(Pod(ns, pod_name, stable_uid(name, ns, pod_name, s), node, s, e, containers, kind, owner,
                        labels, linger))
 

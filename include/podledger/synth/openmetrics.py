@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-
 from podledger.synth.cluster import (
     GIB,
     MIB,
@@ -244,6 +243,10 @@ def write_openmetrics_hours(cluster: Cluster, out_dir: Path, cluster_label: str 
     """
     w = _HourlyWriter({cluster_label: cluster.name} if cluster_label else {}, frozenset(), None)
     _write_series(cluster, w, frozenset())
+    heads = [head for head, _, _ in w.stored]
+    if len(set(heads)) != len(heads):
+        duplicate = next(h for h in heads if heads.count(h) > 1)
+        raise ValueError(f"cluster {cluster.name}: series {duplicate} is generated twice (out of order for promtool)")
     out_dir.mkdir(parents=True, exist_ok=True)
     first = window_start(min(times[0] for _, times, _ in w.stored))
     last = max(times[-1] for _, times, _ in w.stored)
