@@ -27,3 +27,16 @@ def test_celery_executor_remote_logs_and_buckets():
     assert "airflow-logs" in spec["services"]["minio-buckets"]["entrypoint"]
     ports = [p for s in spec["services"].values() for p in s.get("ports", [])]
     assert ports and all(p.startswith("127.0.0.1:") for p in ports), "published ports stay on loopback"
+
+
+def test_demo_prometheus_is_loaded_with_the_demo_day_and_its_bill():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    services = spec["services"]
+    assert "synth" in services["demo-data"]["entrypoint"]
+    assert "promtool tsdb create-blocks-from openmetrics" in services["prometheus-load"]["entrypoint"]
+    assert services["prometheus"]["depends_on"]["prometheus-load"]["condition"] == "service_completed_successfully"
+    assert "prometheus-data:/prometheus" in services["prometheus"]["volumes"]
+    assert "local/podledger-billing/cur/" in services["minio-buckets"]["entrypoint"]
+    assert spec["x-airflow-common"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    # The pool named by the sample cost center exists before the scheduler starts.
+    assert "airflow pools set prometheus_demo" in " ".join(services["airflow-init"]["command"])
