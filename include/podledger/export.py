@@ -58,14 +58,19 @@ class MetricFrame:
     prometheus_seconds: float = 0.0  # Prometheus stats: execTotalTime
     splits: int = 0  # extra queries caused by size limits
 
-    def account(self, result: QueryResult) -> None:
-        """Add one query's cost (time, bytes, Prometheus stats, series) to the frame's totals."""
+    def account(self, result: QueryResult, *, data: bool = True) -> None:
+        """Add one query's cost (time, bytes, Prometheus stats; series when it is ``data``) to the frame's totals."""
         self.query_seconds += result.seconds
         self.bytes_received += result.bytes_received
         self.wire_bytes += result.wire_bytes
         self.samples += int(((result.stats or {}).get("samples") or {}).get("totalQueryableSamples") or 0)
-        self.prometheus_seconds += float(((result.stats or {}).get("timings") or {}).get("execTotalTime") or 0.0)
-        self.series += len(result.series)
+        self.prometheus_seconds += _exec_seconds(result)
+        if data:
+            self.series += len(result.series)
+
+
+def _exec_seconds(result: QueryResult) -> float:
+    return float(((result.stats or {}).get("timings") or {}).get("execTotalTime") or 0.0)
 
 
 def _table(spec: MetricSpec, cluster: str, window: Window, rows: dict[tuple, dict[str, Any]]) -> pa.Table:
@@ -125,7 +130,7 @@ def _run_split(client: Any, template: str, cluster: ClusterConfig, end: float, s
                 + _run_split(client, template, cluster, end, second, shard=shard, **kwargs))
 
 
-def _pods_with_resets(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
+def _pods_with_resets(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, frame: MetricFrame, *,
                       cluster_label: str | None, timeout: float, retries: int) -> list[str] | None:
     """Return the pods whose ``spec.counter`` series reset in (start - R, end]; None when the check was refused."""
     query = render(COUNTER_RESETS.format(selector=spec.counter), window_seconds=window.seconds,
@@ -136,11 +141,12 @@ def _pods_with_resets(client: Any, spec: MetricSpec, cluster: ClusterConfig, win
                                context=f"cluster {cluster.name}, window {window}, metric {spec.name} (resets)")
     except QueryTooLarge:
         return None  # too large to check: every series takes the exact form (which splits as needed)
+    frame.account(result, data=False)
     return sorted({item["metric"].get("pod", "") for item in result.series})
 
 
-def _column_queries(client: Any, spec: MetricSpec, template: str, cluster: ClusterConfig, window: Window, *,
-                    cluster_label: str | None, timeout: float, retries: int) -> list[tuple[str, tuple[str, ...]]]:
+def _column_queries(client: Any, spec: MetricSpec, template: str, cluster: ClusterConfig, window: Window,
+                    frame: MetricFrame, *, cluster_label: str | None, timeout: float, retries: int) -> list[tuple[str, tuple[str, ...]]]:
     """Return (template, extra matchers) pairs whose results add up to the column over the window.
 
     Non-counter columns run as they are. Counter columns run the fast delta for every pod without a reset and
@@ -150,7 +156,7 @@ def _column_queries(client: Any, spec: MetricSpec, template: str, cluster: Clust
         return [(template, ())]
     fast = template.replace("{delta}", counter_delta(spec.counter, resets=False))
     exact = template.replace("{delta}", counter_delta(spec.counter, resets=True))
-    pods = _pods_with_resets(client, spec, cluster, window, cluster_label=cluster_label, timeout=timeout,
+    pods = _pods_with_resets(client, spec, cluster, window, frame, cluster_label=cluster_label, timeout=timeout,
                              retries=retries)
     if pods is None:
         return [(exact, ())]
@@ -170,7 +176,7 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
     for column, column_template in spec.columns.items():
         context = f"cluster {cluster.name}, window {window}, metric {spec.name} ({column})"
         results: list[QueryResult] = []
-        for template, matchers in _column_queries(client, spec, column_template, cluster, window,
+        for template, matchers in _column_queries(client, spec, column_template, cluster, window, frame,
                                                   cluster_label=cluster_label, timeout=timeout, retries=retries):
             parts = _run_split(client, template, cluster, at, window.seconds, cluster_label=cluster_label,
                                timeout=timeout, retries=retries, context=context, matchers=matchers,
@@ -202,7 +208,7 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
 def run_probes(client: Any, cluster: ClusterConfig, window: Window, *, cluster_label: str | None,
                timeout: float, retries: int) -> dict[str, Any]:
     """Run the diagnostic probes of the catalog; return their answers (label sets and values) for the manifest."""
-    answers: dict[str, Any] = {}
+    answers: dict[str, Any] = {"prometheus_exec_seconds": 0.0, "query_seconds": 0.0}
     at = window.end.timestamp()
     for name, template in PROBES.items():
         query = render(template, window_seconds=window.seconds, interval_seconds=cluster.scrape_interval_seconds,
@@ -214,6 +220,8 @@ def run_probes(client: Any, cluster: ClusterConfig, window: Window, *, cluster_l
             # Probes are diagnostics, not data: record that this one could not run and carry on.
             answers.setdefault("probe_errors", {})[name] = str(exc)
             continue
+        answers["prometheus_exec_seconds"] += _exec_seconds(result)
+        answers["query_seconds"] += result.seconds
         answers[name] = [{**item.get("metric", {}), "value": float(item["value"][1])} for item in result.series[:50]]
         answers[f"{name}_count"] = len(result.series)
     if cluster_label:
@@ -348,6 +356,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         "metrics": entries,
         "raw": raw_entries,
         "probes": probes,
+        # Prometheus's own execution time for everything this window asked (metrics, reset checks, probes).
+        "prometheus_exec_seconds": round(sum(f.prometheus_seconds for f in frames) + probes["prometheus_exec_seconds"], 4),
     }
     store.put(m_key, json.dumps(manifest, indent=1, sort_keys=True).encode())
     log.info("cluster %s window %s: complete, manifest %s", cluster.name, window, m_key)
