@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from export import _generate  # noqa: E402  (bench/export.py: the same hour-by-hour loading)
+from export import ensure_tsdb  # noqa: E402  (bench/export.py: the same hour-by-hour loading)
 
 PG_DSN = "host=127.0.0.1 user=postgres dbname=test"
 
@@ -55,15 +55,7 @@ def main() -> None:
     from podledger.synth.cluster import build_cluster
     from podledger.synth.cur import build_cur, write_cur_export
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="podledger-bench-e2e-"))
-    work.mkdir(parents=True, exist_ok=True)
-    marker = work / "loaded.json"
-    shape = {"nodes": args.nodes, "pods": args.pods, "hours": args.hours, "start": args.start}
-    if marker.exists() and json.loads(marker.read_text()) == shape:
-        print(f"reusing the TSDB in {work}", flush=True)
-    else:
-        _generate(args, work)
-        marker.write_text(json.dumps(shape))
+    work = ensure_tsdb(args, args.work or Path(tempfile.mkdtemp(prefix="podledger-bench-e2e-")))
     start = to_utc(args.start)
     end = start + dt.timedelta(days=1)
     cluster = build_cluster("bench-eks", nodes=args.nodes, pods=args.pods, start=start, hours=args.hours)

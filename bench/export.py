@@ -133,6 +133,19 @@ def _generate(args: argparse.Namespace, work: Path) -> None:
           f"(generated and written hour by hour in {writing:.0f}s, promtool {loading:.0f}s)", flush=True)
 
 
+def ensure_tsdb(args: argparse.Namespace, work: Path) -> Path:
+    """Return ``work`` holding the cluster's TSDB: reused when ``loaded.json`` there names the same shape."""
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / "loaded.json"
+    shape = {"nodes": args.nodes, "pods": args.pods, "hours": args.hours, "start": args.start}
+    if marker.exists() and json.loads(marker.read_text()) == shape:
+        print(f"reusing the TSDB in {work} ({shape})", flush=True)
+    else:
+        _generate(args, work)
+        marker.write_text(json.dumps(shape))
+    return work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=20)
@@ -153,15 +166,7 @@ def main() -> None:
 
     from podledger.stack import start_prometheus
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="podledger-bench-export-"))
-    work.mkdir(parents=True, exist_ok=True)
-    marker = work / "loaded.json"
-    shape = {"nodes": args.nodes, "pods": args.pods, "hours": args.hours, "start": args.start}
-    if marker.exists() and json.loads(marker.read_text()) == shape:
-        print(f"reusing the TSDB in {work} ({shape})", flush=True)
-    else:
-        _generate(args, work)
-        marker.write_text(json.dumps(shape))
+    work = ensure_tsdb(args, args.work or Path(tempfile.mkdtemp(prefix="podledger-bench-export-")))
     server = start_prometheus(work / "tsdb", work, timeout=600)
     try:
         print(f"Prometheus up; {_wait_for_compaction(server.url)} blocks after start-up compaction", flush=True)
