@@ -28,7 +28,8 @@ def hour_frames(nodes: int, pods: int, hour: dt.datetime, seed: int = 7) -> dict
     node_names = [f"ip-10-0-{i // 250}-{i % 250}.ec2.internal" for i in range(nodes)]
     p = pl.int_range(pods, eager=True)
     pod_frame = pl.DataFrame({"namespace": ("ns-" + (p % 40).cast(pl.String)), "pod": ("pod-" + p.cast(pl.String)),
-                              "uid": ("uid-" + p.cast(pl.String)), "node": pl.Series([node_names[i % nodes] for i in range(pods)])})
+                              "uid": ("uid-" + p.cast(pl.String)),
+                              "node": pl.Series([node_names[i % nodes] for i in range(pods)])})
     shift = (p * 7919 + hour.hour * 104729 + seed) % 1000 / 1000.0
     requests = pod_frame.with_columns(pl.lit("app").alias("container"))
     return {
@@ -44,7 +45,8 @@ def hour_frames(nodes: int, pods: int, hour: dt.datetime, seed: int = 7) -> dict
         "memory_requests": requests.with_columns((0.5 * GIB * 3600.0 * (1 + shift)).alias("request_byte_seconds"),
                                                  pl.lit(3600.0).alias("present_seconds")),
         "cpu_usage": requests.select("namespace", "pod", "container", (0.3 * 3600.0 * shift).alias("usage_core_seconds")),
-        "memory_usage": requests.select("namespace", "pod", "container", (0.6 * GIB * 3600.0 * shift).alias("usage_byte_seconds")),
+        "memory_usage": requests.select("namespace", "pod", "container",
+                                        (0.6 * GIB * 3600.0 * shift).alias("usage_byte_seconds")),
         "network_transmit": pod_frame.select("namespace", "pod", (1e6 * (1 + shift)).alias("bytes")),
     }
 
@@ -94,8 +96,8 @@ def main() -> None:
     billed = args.nodes * 0.768 * 24 * args.days
     print(f"{args.nodes} nodes, {args.pods} pods: {args.pods * 24 * args.days:,} pod-hours over {args.days} days")
     print(f"  1 day: {one['wall']:.1f}s, peak RSS {one['peak_rss_mib']:.0f} MiB")
-    print(f"  {args.days} days: {many['wall']:.1f}s ({many['wall'] / args.days:.2f}s/day), peak RSS {many['peak_rss_mib']:.0f} MiB, "
-          f"{many['rows']:,.0f} rows")
+    print(f"  {args.days} days: {many['wall']:.1f}s ({many['wall'] / args.days:.2f}s/day), "
+          f"peak RSS {many['peak_rss_mib']:.0f} MiB, {many['rows']:,.0f} rows")
     print(f"  reconciliation: allocated ${many['total_cost']:,.6f} vs billed ${billed:,.6f} "
           f"(difference {abs(many['total_cost'] - billed):.2e})")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from podledger.config import CostCenterConfig
+from podledger.storage import FsspecStore
 
 UTC = dt.UTC
 SYNTH_START = dt.datetime(2026, 11, 2, tzinfo=UTC)
@@ -15,6 +16,22 @@ ACCESS_KEY, SECRET_KEY = "podledger-test", "podledger-test-secret"
 def s3_options(url: str) -> dict:
     """fsspec/s3fs options for the moto server at ``url``."""
     return {"key": ACCESS_KEY, "secret": SECRET_KEY, "client_kwargs": {"endpoint_url": url, "region_name": "us-east-1"}}
+
+
+def s3_store(moto, bucket: str) -> FsspecStore:
+    """The ``bucket`` of the moto server ``moto`` (created when missing) as an object store."""
+    from podledger.demo import ensure_bucket
+
+    ensure_bucket(moto, bucket)
+    return FsspecStore("s3", bucket, s3_options(moto.url))
+
+
+def prometheus_client(server):
+    """A query client for the Prometheus-compatible ``server`` on loopback (no auth)."""
+    from podledger.connections import ConnectionInfo
+    from podledger.promclient import client_from_connection
+
+    return client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=server.port))
 
 
 def make_cost_center(bucket: str, name: str = "test", **overrides) -> CostCenterConfig:

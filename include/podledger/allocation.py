@@ -129,7 +129,8 @@ def _merge_idle(frames: list[pl.DataFrame]) -> pl.DataFrame:
                         .select("node", "instance_id", "instance_type", "currency", "unused_cost", "network_cost")
                         for f in frames], how="vertical_relaxed")
     return (merged.group_by("node", maintain_order=True)
-            .agg(pl.col("instance_id", "instance_type", "currency").drop_nulls().first(), pl.col("unused_cost", "network_cost").sum())
+            .agg(pl.col("instance_id", "instance_type", "currency").drop_nulls().first(),
+                 pl.col("unused_cost", "network_cost").sum())
             .with_columns((pl.col("unused_cost") + pl.col("network_cost")).alias("total_cost")))
 
 

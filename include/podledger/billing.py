@@ -252,7 +252,8 @@ def data_transfer_costs(cur: pl.DataFrame, basis: str) -> pl.DataFrame:
 def control_plane_costs(cur: pl.DataFrame, basis: str) -> pl.DataFrame:
     """Return EKS control-plane cost per (cluster, hour), the cluster taken from the resource ARN."""
     return (cur.lazy()
-            .filter((pl.col(PRODUCT_CODE) == "AmazonEKS") & pl.col(USAGE_TYPE).fill_null("").str.contains(EKS_CONTROL_PLANE_PATTERN))
+            .filter((pl.col(PRODUCT_CODE) == "AmazonEKS")
+                    & pl.col(USAGE_TYPE).fill_null("").str.contains(EKS_CONTROL_PLANE_PATTERN))
             .with_columns(cost_expr(basis).alias("cost"),
                           pl.col(RESOURCE_ID).str.extract(r":cluster/([^/]+)$").alias("cluster"))
             .group_by("hour_start", "cluster")

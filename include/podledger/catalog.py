@@ -201,7 +201,8 @@ CATALOG: tuple[MetricSpec, ...] = (
         keys=USAGE_KEYS,
         columns={
             "usage_byte_seconds": _sum_seconds(f"{CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}", USAGE_KEYS),
-            "peak_bytes": f"max by (namespace, pod, container) (max_over_time({CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}[{{range}}]))",
+            "peak_bytes": f"max by (namespace, pod, container) "
+                          f"(max_over_time({CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}[{{range}}]))",
         },
         doc="working-set byte-seconds and peak bytes per container",
     ),
@@ -293,13 +294,15 @@ _CPU_CONTAINERS = f"{CADVISOR_CPU}{{{{{CONTAINER_FILTER}{{sel}}}}}}"
 PROBES: dict[str, str] = {
     # kube-state-metrics v1 names (removed in v2.0): present means an old KSM (reference data-sources §4.1).
     # last_over_time drops __name__, so copy it into a label first (in a subquery: label_replace needs an instant vector).
-    "ksm_v1_metrics": f'count by (metric_name) (last_over_time(label_replace({{{{__name__=~"{"|".join(KSM_V1_METRICS)}"{{sel}}}}}}, '
+    "ksm_v1_metrics": f'count by (metric_name) (last_over_time(label_replace('
+                      f'{{{{__name__=~"{"|".join(KSM_V1_METRICS)}"{{sel}}}}}}, '
                       f'"metric_name", "$1", "__name__", "(.+)")[{{range}}:{{step}}s]))',
     # The same container scraped by two jobs/instances (kubelet cAdvisor + a standalone cAdvisor).
     "duplicate_scrapes": f"count by (namespace, pod, container) (count by (namespace, pod, container, job, instance) "
                          f"(last_over_time({_CPU_CONTAINERS}[{{range}}]))) > 1",
     # Pods whose CPU is only reported by the pod-level cgroup (container="") and never per container.
-    "aggregate_only_pods": f'count by (namespace, pod) (last_over_time({CADVISOR_CPU}{{{{container="",image="",pod!=""{{sel}}}}}}[{{range}}])) '
+    "aggregate_only_pods": f"count by (namespace, pod) "
+                           f'(last_over_time({CADVISOR_CPU}{{{{container="",image="",pod!=""{{sel}}}}}}[{{range}}])) '
                            f"unless on (namespace, pod) count by (namespace, pod) (last_over_time({_CPU_CONTAINERS}[{{range}}]))",
     "counter_resets": f"sum by (namespace, pod, container) (resets({_CPU_CONTAINERS}[{{range}}])) > 0",
 }

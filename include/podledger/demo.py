@@ -140,7 +140,8 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
         instances = instance_hour_costs(cur, basis, cc.billing.cluster_tag_keys).with_columns(pl.col("hour_start").cast(utc))
         plane = control_plane_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
         transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
-        seen = rows.filter(~pl.col("namespace").is_in(["__unallocated__"])).select("hour_start", "instance_id").drop_nulls().unique()
+        seen = (rows.filter(~pl.col("namespace").is_in(["__unallocated__"])).select("hour_start", "instance_id")
+                .drop_nulls().unique())
         billed = billed_cost(instances, plane, seen, "demo-eks", transfer).rename({"billed_cost": "cur_cost"})
         owners = pl.col("namespace")
         allocated = rows.group_by("hour_start").agg(
@@ -157,16 +158,19 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
         print(recon.with_columns(pl.col("hour_start").dt.strftime("%Y-%m-%d %H:%M"),
                                  *(pl.col(c).round(6) for c in recon.columns if c != "hour_start")))
     total_alloc, total_cur = recon["allocated"].sum(), recon["cur_cost"].sum()
-    balanced = round(total_alloc, 2) == round(total_cur, 2) and (recon["difference"].abs() <= 1e-9 * recon["cur_cost"].abs().max()).all()
+    balanced = (round(total_alloc, 2) == round(total_cur, 2)
+                and (recon["difference"].abs() <= 1e-9 * recon["cur_cost"].abs().max()).all())
     print(f"\nTotal allocated ${total_alloc:.2f} vs CUR ${total_cur:.2f}: "
           f"{'balanced to the cent' if balanced else 'NOT BALANCED'} (max |difference| {recon['difference'].abs().max():.2e})")
     scheme, bucket, prefix = split_uri(cc.storage.uri)
     keys = store_for(cc.storage.uri, cc.storage.aws_conn_id).list(prefix)
-    print(f"\nExported objects: {len(keys)} under {cc.storage.uri}/ on the S3 endpoint {json.loads(env[env_var_name('aws_default')])['extra']['endpoint_url']}")
+    endpoint = json.loads(env[env_var_name("aws_default")])["extra"]["endpoint_url"]
+    print(f"\nExported objects: {len(keys)} under {cc.storage.uri}/ on the S3 endpoint {endpoint}")
     for key in [k for k in keys if "/metric=cpu_usage/" in k][:2] + [k for k in keys if "_manifest.json" in k][:1]:
         print(f"  s3://{bucket}/{key}")
     print(f"Warehouse: DuckDB {loader.path}, table {loader.table} ({rows.height} rows for the demo window)")
-    print(f"  try: python -c \"import duckdb; print(duckdb.connect('{loader.path}').sql('select namespace, round(sum(total_cost),4) from {loader.table} group by 1 order by 2 desc'))\"")
+    sql = f"select namespace, round(sum(total_cost),4) from {loader.table} group by 1 order by 2 desc"
+    print(f"  try: python -c \"import duckdb; print(duckdb.connect('{loader.path}').sql('{sql}'))\"")
     return balanced
 
 

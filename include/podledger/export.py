@@ -146,7 +146,8 @@ def _pods_with_resets(client: Any, spec: MetricSpec, cluster: ClusterConfig, win
 
 
 def _column_queries(client: Any, spec: MetricSpec, template: str, cluster: ClusterConfig, window: Window,
-                    frame: MetricFrame, *, cluster_label: str | None, timeout: float, retries: int) -> list[tuple[str, tuple[str, ...]]]:
+                    frame: MetricFrame, *, cluster_label: str | None, timeout: float,
+                    retries: int) -> list[tuple[str, tuple[str, ...]]]:
     """Return (template, extra matchers) pairs whose results add up to the column over the window.
 
     Non-counter columns run as they are. Counter columns run the fast delta for every pod without a reset and
@@ -339,7 +340,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         entries[frame.spec.name] = {
             "key": key, "rows": frame.table.num_rows, "series": frame.series, "required": frame.spec.required,
             "query_seconds": round(frame.query_seconds, 4), "bytes_received": frame.bytes_received,
-            "wire_bytes": frame.wire_bytes, "prometheus_samples": frame.samples, "prometheus_exec_seconds": round(frame.prometheus_seconds, 4),
+            "wire_bytes": frame.wire_bytes, "prometheus_samples": frame.samples,
+            "prometheus_exec_seconds": round(frame.prometheus_seconds, 4),
             "splits": frame.splits,
         }
         log.info("cluster %s window %s metric %s: %d rows -> %s", cluster.name, window, frame.spec.name,

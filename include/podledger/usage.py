@@ -188,8 +188,10 @@ def pod_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
         pl.coalesce("controller_kind", pl.lit("Pod")).alias("controller_kind"),
         pl.coalesce("controller_name", pl.col("pod")).alias("controller_name"),
         # AWS SCAD: allocated = max(reserved, used); reservation alone when usage is unavailable.
-        pl.max_horizontal("cpu_request_core_hours", pl.col("cpu_usage_core_hours").fill_null(0.0)).alias("cpu_allocated_core_hours"),
-        pl.max_horizontal("memory_request_gib_hours", pl.col("memory_usage_gib_hours").fill_null(0.0)).alias("memory_allocated_gib_hours"),
+        pl.max_horizontal("cpu_request_core_hours", pl.col("cpu_usage_core_hours").fill_null(0.0))
+        .alias("cpu_allocated_core_hours"),
+        pl.max_horizontal("memory_request_gib_hours", pl.col("memory_usage_gib_hours").fill_null(0.0))
+        .alias("memory_allocated_gib_hours"),
     )
 
 

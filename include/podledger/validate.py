@@ -182,7 +182,8 @@ def check_window_data(manifest: dict, frames: dict[str, pl.DataFrame]) -> list[F
                       if usage is not None and usage.height else pl.DataFrame(schema={"namespace": pl.String, "pod": pl.String,
                                                                                        "usage_core_seconds": pl.Float64}))
         with_requests = (requests.filter(pl.col("request_core_seconds") > 0).select("namespace", "pod").unique()
-                         if requests is not None and requests.height else pl.DataFrame(schema={"namespace": pl.String, "pod": pl.String}))
+                         if requests is not None and requests.height
+                         else pl.DataFrame(schema={"namespace": pl.String, "pod": pl.String}))
         unrequested = (running.join(with_usage, on=["namespace", "pod"])
                        .filter(pl.col("usage_core_seconds") > USAGE_WITHOUT_REQUESTS_CORE_HOURS)
                        .join(with_requests, on=["namespace", "pod"], how="anti"))
@@ -260,7 +261,8 @@ def validate_windows(store: ObjectStore, cost_center: CostCenterConfig, items: l
             for peer, peer_store in peers:
                 _, _, peer_prefix = split_uri(peer.storage.uri)
                 for peer_cluster in peer.clusters:
-                    if peer.name == cost_center.name or not peer_store.exists(manifest_key(peer_prefix, peer_cluster.name, window)):
+                    if peer.name == cost_center.name or not peer_store.exists(
+                            manifest_key(peer_prefix, peer_cluster.name, window)):
                         continue
                     peer_frames = read_window_frames(peer_store, peer_prefix, peer_cluster.name, window)
                     owners[(peer.name, peer_cluster.name)] = node_identities(peer_frames)

@@ -11,12 +11,10 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from helpers import SYNTH_START, make_cost_center, s3_options
-from podledger.connections import ConnectionInfo
+from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_options
 from podledger.enrich import enrich_cluster
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.promclient import client_from_connection
 from podledger.stack import load_blocks, start_prometheus
 from podledger.storage import FsspecStore
 from podledger.synth.cluster import GIB, Cluster, Container, Node, Pod, stable_uid
@@ -58,7 +56,7 @@ def test_aws_worked_example_through_prometheus_export_and_cur(stack_env, tmp_pat
                               billing={"uri": "s3://aws-example-billing/cur/podledger-cur"})
         store = FsspecStore("s3", "aws-example", s3_options(moto.url))
         window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
-        client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=server.port))
+        client = prometheus_client(server)
         export_window(client, store, cc, cc.clusters[0], window)
     finally:
         server.stop()

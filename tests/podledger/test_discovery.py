@@ -8,7 +8,7 @@ import json
 
 import polars as pl
 
-from helpers import SYNTH_START, make_cost_center, s3_options
+from helpers import SYNTH_START, make_cost_center, s3_options, s3_store
 from podledger.cli import main as cli
 from podledger.connections import ConnectionInfo, env_var_name
 from podledger.discovery import folder_name
@@ -57,8 +57,7 @@ def test_centralized_endpoint_discovers_every_cluster_and_matches_per_cluster_ex
     assert folders == {"demo-eks", "staging.us"}, "every allowed cluster in its own folder, sandbox denied"
 
     # The demo-eks folder holds exactly what a per-cluster export of the same series gives.
-    ensure_bucket(moto, "per-cluster")
-    per = FsspecStore("s3", "per-cluster", s3_options(moto.url))
+    per = s3_store(moto, "per-cluster")
     single = make_cost_center("per-cluster")
     window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
     manifest = export_window(client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=prometheus.port)),

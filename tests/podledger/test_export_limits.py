@@ -10,14 +10,11 @@ import shutil
 import polars as pl
 import pytest
 
-from helpers import SYNTH_START, make_cost_center, s3_options
-from podledger.connections import ConnectionInfo
+from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_store
 from podledger.exceptions import QueryTooLarge
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.promclient import client_from_connection
 from podledger.stack import start_prometheus
-from podledger.storage import FsspecStore
 
 WINDOW = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
 
@@ -43,15 +40,12 @@ def limited_prometheus(prometheus, tmp_path_factory):
 
 
 def test_tiny_max_samples_splits_windows_and_exports_the_same_data(stack_env, prometheus, limited_prometheus, moto):
-    from podledger.demo import ensure_bucket
-
     results = {}
     for name, server in (("free", prometheus), ("limited", limited_prometheus)):
         bucket = f"limits-{name}"
-        ensure_bucket(moto, bucket)
-        store = FsspecStore("s3", bucket, s3_options(moto.url))
+        store = s3_store(moto, bucket)
         cc = make_cost_center(bucket)
-        client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=server.port))
+        client = prometheus_client(server)
         manifest = export_window(client, store, cc, cc.clusters[0], WINDOW)
         results[name] = (manifest, _frames(store, manifest))
     (free_manifest, free), (limited_manifest, limited) = results["free"], results["limited"]
@@ -71,16 +65,13 @@ def test_tiny_max_samples_splits_windows_and_exports_the_same_data(stack_env, pr
 
 
 def test_limit_too_small_for_one_step_fails_with_the_fix(stack_env, tmp_path, prometheus, moto):
-    from podledger.demo import ensure_bucket
-
     source = prometheus.log.rsplit("/", 1)[0] + "/tsdb"
     shutil.copytree(source, tmp_path / "tsdb", ignore=shutil.ignore_patterns("lock", "wal", "chunks_head"))
     server = start_prometheus(tmp_path / "tsdb", tmp_path, extra_args=["--query.max-samples=5"])
     try:
-        ensure_bucket(moto, "limits-tiny")
-        store = FsspecStore("s3", "limits-tiny", s3_options(moto.url))
+        store = s3_store(moto, "limits-tiny")
         cc = make_cost_center("limits-tiny")
-        client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=server.port))
+        client = prometheus_client(server)
         with pytest.raises(QueryTooLarge, match=r"cluster demo-eks, window 2026-11-02T00:00Z.*metric .*query.max-samples"):
             export_window(client, store, cc, cc.clusters[0], WINDOW)
         assert not [k for k in store.list("k8s") if k.endswith("_manifest.json")], "no manifest for a failed window"

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from test_allocation import AWS_EXAMPLE, HOUR, Scenario, frames_for
 
-from helpers import SYNTH_START, make_cost_center, s3_options
+from helpers import SYNTH_START, make_cost_center, s3_store
 from podledger.allocation import allocate_hour, billed_cost, reconcile
 from podledger.config import AllocationConfig
 from podledger.focus import focus_instance_costs, node_key
@@ -90,12 +90,10 @@ def test_azure_scale_set_row_is_shared_by_its_nodes():
 def test_aws_focus_export_through_enrichment(stack_env, synth, prometheus, moto, fresh_bucket, store_factory):
     """The synthetic cluster exported from Prometheus, priced from an AWS FOCUS 1.2 export in S3."""
     from podledger.connections import ConnectionInfo
-    from podledger.demo import ensure_bucket
     from podledger.enrich import enrich_cluster
     from podledger.export import export_window
     from podledger.layout import plan_windows
     from podledger.promclient import client_from_connection
-    from podledger.storage import FsspecStore
 
     truth = pl.read_parquet(synth.truth_instances).filter(pl.col("kind") == "instance")
     tag_type = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
@@ -106,8 +104,7 @@ def test_aws_focus_export_through_enrichment(stack_env, synth, prometheus, moto,
         pl.lit("Compute").alias("ServiceCategory"), pl.col("amortized_cost").alias("EffectiveCost"),
         pl.col("amortized_cost").alias("BilledCost"), pl.col("amortized_cost").alias("ListCost"),
         pl.lit("USD").alias("BillingCurrency"))
-    ensure_bucket(moto, "focus-billing")
-    billing = FsspecStore("s3", "focus-billing", s3_options(moto.url))
+    billing = s3_store(moto, "focus-billing")
     buffer = io.BytesIO()
     focus.write_parquet(buffer)
     billing.put("focus/data/BILLING_PERIOD=2026-11/focus-00001.parquet", buffer.getvalue())

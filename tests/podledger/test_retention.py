@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from helpers import s3_options
+from helpers import s3_store
 from podledger.layout import Window, manifest_key, metric_key
 from podledger.retention import apply_retention
-from podledger.storage import FsspecStore
 
 UTC = dt.UTC
 
 
 def test_retention_keeps_newer_and_foreign_objects(moto):
-    from podledger.demo import ensure_bucket
-
-    ensure_bucket(moto, "retention")
-    store = FsspecStore("s3", "retention", s3_options(moto.url))
+    store = s3_store(moto, "retention")
     now = dt.datetime(2026, 11, 22, 12, tzinfo=UTC)
     old = Window(now - dt.timedelta(days=40), now - dt.timedelta(days=40) + dt.timedelta(hours=1))
     new = Window(now - dt.timedelta(days=2), now - dt.timedelta(days=2) + dt.timedelta(hours=1))

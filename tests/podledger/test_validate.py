@@ -8,12 +8,10 @@ import json
 import polars as pl
 import pytest
 
-from helpers import SYNTH_START, make_cost_center, s3_options
-from podledger.connections import ConnectionInfo
+from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_options, s3_store
 from podledger.exceptions import ValidationFailed
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.promclient import client_from_connection
 from podledger.stack import load_blocks, start_prometheus
 from podledger.storage import FsspecStore
 from podledger.synth import synthesize
@@ -28,17 +26,10 @@ def _prometheus_for(openmetrics, work):
     return start_prometheus(work / "tsdb", work)
 
 
-def _client(server):
-    return client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=server.port))
-
-
 def _export_and_validate(server, moto, bucket, cc, windows, peers=()):
-    from podledger.demo import ensure_bucket
-
-    ensure_bucket(moto, bucket)
-    store = FsspecStore("s3", bucket, s3_options(moto.url))
+    store = s3_store(moto, bucket)
     for window in windows:
-        export_window(_client(server), store, cc, cc.clusters[0], window)
+        export_window(prometheus_client(server), store, cc, cc.clusters[0], window)
     error = None
     try:
         validate_windows(store, cc, [(cc.clusters[0].name, w) for w in windows], peers)
@@ -144,12 +135,9 @@ def test_centralized_mode_selects_by_cluster_label_and_reports_a_wrong_value(tmp
 
 
 def test_node_in_two_cost_centers_is_an_error_naming_both(stack_env, prometheus, moto):
-    from podledger.demo import ensure_bucket
-
     first, second = make_cost_center("team-a-metrics", name="team-a"), make_cost_center("team-b-metrics", name="team-b")
-    ensure_bucket(moto, "team-b-metrics")
-    store_b = FsspecStore("s3", "team-b-metrics", s3_options(moto.url))
-    export_window(_client(prometheus), store_b, second, second.clusters[0], WINDOWS[0])
+    store_b = s3_store(moto, "team-b-metrics")
+    export_window(prometheus_client(prometheus), store_b, second, second.clusters[0], WINDOWS[0])
     error, reports = _export_and_validate(prometheus, moto, "team-a-metrics", first, WINDOWS[:1], peers=[(second, store_b)])
     overlap = [f for f in reports[0]["findings"] if f["rule"] == "node_in_two_cost_centers"]
     assert error is not None and overlap
@@ -187,9 +175,8 @@ def test_bill_in_two_currencies_fails_enrichment_naming_the_period(stack_env, mo
     frame.write_parquet(buffer)
     billing.put(key, buffer.getvalue())
     cc = make_cost_center("eur-metrics", billing={"uri": "s3://eur-billing/cur/podledger-cur"})
-    ensure_bucket(moto, "eur-metrics")
-    store = FsspecStore("s3", "eur-metrics", s3_options(moto.url))
-    export_window(_client(prometheus), store, cc, cc.clusters[0], WINDOWS[0])
+    store = s3_store(moto, "eur-metrics")
+    export_window(prometheus_client(prometheus), store, cc, cc.clusters[0], WINDOWS[0])
     with pytest.raises(BillingDataError, match=r"cur_mixed_currency.*2026-11.*EUR"):
         enrich_cluster(cc, cc.clusters[0], WINDOWS[0].start, WINDOWS[0].end, metrics_store=store, billing_store=billing)
 

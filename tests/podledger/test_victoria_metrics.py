@@ -7,30 +7,24 @@ import io
 
 import polars as pl
 
-from helpers import SYNTH_START, make_cost_center, s3_options
-from podledger.connections import ConnectionInfo
+from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_store
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.promclient import client_from_connection
 from podledger.stack import import_openmetrics, start_victoria_metrics
-from podledger.storage import FsspecStore
 
 WINDOWS = plan_windows(SYNTH_START + dt.timedelta(hours=1), SYNTH_START + dt.timedelta(hours=3), 3600)
 
 
 def test_prometheus_and_victoria_metrics_export_the_same_rollups(stack_env, synth, prometheus, moto, tmp_path):
-    from podledger.demo import ensure_bucket
-
     vm = start_victoria_metrics(tmp_path)
     try:
         import_openmetrics(vm, synth.openmetrics)
         exports = {}
         for name, server in (("prometheus", prometheus), ("victoria", vm)):
             bucket = f"equiv-{name}"
-            ensure_bucket(moto, bucket)
-            store = FsspecStore("s3", bucket, s3_options(moto.url))
+            store = s3_store(moto, bucket)
             cc = make_cost_center(bucket)
-            client = client_from_connection(ConnectionInfo("p", host="127.0.0.1", port=server.port))
+            client = prometheus_client(server)
             manifests = [export_window(client, store, cc, cc.clusters[0], w) for w in WINDOWS]
             exports[name] = (store, manifests)
     finally:

@@ -72,7 +72,8 @@ class _Rows:
 def _instance_rows(rows: _Rows, hour: dt.datetime, period: tuple, node: Node, cluster: str) -> float:
     """Add a node's usage rows for one hour; return its amortized cost (the truth)."""
     od = node.on_demand_rate
-    tags = {"user_eks_cluster_name": cluster, "user_eks_nodegroup_name": node.labels.get("eks_amazonaws_com_nodegroup", "general"),
+    tags = {"user_eks_cluster_name": cluster,
+            "user_eks_nodegroup_name": node.labels.get("eks_amazonaws_com_nodegroup", "general"),
             "aws_eks_cluster_name": cluster}
     common = dict(line_item_product_code="AmazonEC2", line_item_operation="RunInstances",
                   line_item_availability_zone=node.zone, line_item_resource_id=node.instance_id,
@@ -142,7 +143,8 @@ def build_cur(cluster: Cluster) -> tuple[pa.Table, list[dict]]:
                      line_item_usage_amount=gb / 730, line_item_unblended_cost=round(0.08 * gb / 730, 10),
                      line_item_unblended_rate="0.08", pricing_unit="GB-Mo", product_servicecode="AmazonEC2",
                      product_product_family="Storage", product_region_code=REGION,
-                     pricing_public_on_demand_cost=round(0.08 * gb / 730, 10), resource_tags={"user_eks_cluster_name": cluster.name})
+                     pricing_public_on_demand_cost=round(0.08 * gb / 730, 10),
+                     resource_tags={"user_eks_cluster_name": cluster.name})
             rows.add(hour, period, line_item_line_item_type="Usage", line_item_product_code="AmazonEC2",
                      line_item_usage_type="USE1-DataTransfer-Regional-Bytes", line_item_operation="InterZone-In",
                      line_item_resource_id=node.instance_id, line_item_usage_amount=1.5, line_item_unblended_cost=0.015,

@@ -116,7 +116,8 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict, faults: set[str
     s, e, gone = pod.start, pod.end, pod.end + pod.linger
     ident = {"namespace": pod.namespace, "pod": pod.name, "uid": pod.uid}
     node_label = "" if "pod_without_node" in faults else pod.node
-    w.constant("kube_pod_info", {**KSM, **ident, "host_ip": node_ip, "pod_ip": f"10.1.{int(stable_hex(pod.uid, length=2), 16)}.{int(stable_hex(pod.uid, 'ip', length=2), 16)}",
+    pod_ip = f"10.1.{int(stable_hex(pod.uid, length=2), 16)}.{int(stable_hex(pod.uid, 'ip', length=2), 16)}"
+    w.constant("kube_pod_info", {**KSM, **ident, "host_ip": node_ip, "pod_ip": pod_ip,
                                  "node": node_label, "created_by_kind": pod.owner_kind, "created_by_name": pod.owner_name,
                                  "priority_class": "", "host_network": "false"}, s, gone)
     for phase in PHASES:
@@ -130,7 +131,8 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict, faults: set[str
     for c in pod.containers:
         if "besteffort_usage" in faults:
             break
-        metric = "kube_pod_init_container_resource_requests" if c.kind in ("init", "sidecar") else "kube_pod_container_resource_requests"
+        metric = ("kube_pod_init_container_resource_requests" if c.kind in ("init", "sidecar")
+                  else "kube_pod_container_resource_requests")
         base = {**KSM, **ident, "container": c.name, "node": node_label}
         w.constant(metric, {**base, "resource": "cpu", "unit": "core"}, s, gone, c.cpu_request)
         w.constant(metric, {**base, "resource": "memory", "unit": "byte"}, s, gone, c.memory_request)
@@ -138,7 +140,8 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict, faults: set[str
             w.constant(metric, {**base, "resource": "nvidia_com_gpu", "unit": "integer"}, s, gone, c.gpu_request)
         if c.kind in ("init", "sidecar"):
             w.constant("kube_pod_init_container_info", {**KSM, **ident, "container": c.name, "image": c.image,
-                                                        "image_id": "", "container_id": f"containerd://{stable_hex(pod.uid, c.name, length=64)}",
+                                                        "image_id": "",
+                                                        "container_id": f"containerd://{stable_hex(pod.uid, c.name, length=64)}",
                                                         "restart_policy": "Always" if c.kind == "sidecar" else ""}, s, gone)
 
     # cAdvisor: per container, the pod cgroup aggregate (container="") and the pause sandbox.
