@@ -17,8 +17,11 @@ and window instead of one per scrape. Conventions (placeholders filled by :func:
     increase with no ``increase()`` extrapolation (off by up to half a scrape per series at pod start/end).
     It reads each sample twice: about 40x cheaper than evaluating a subquery at every step.
   * exact with resets (only the pods a ``resets()`` check flags over (start - R, end]): the subquery
-    ``sum_over_time(((x - x offset 60s) >= 0 or x * 1)[R:60s])`` takes the step's increase, or the value
-    itself after a reset (Prometheus' ``increase()`` convention: the counter restarted from 0).
+    ``sum_over_time(((x - last_over_time(x[R] offset 60s)) >= 0 or x * 1)[R:60s])`` takes the step's
+    increase, or the value itself after a reset (Prometheus' ``increase()`` convention: the counter restarted
+    from 0) or for a series born in the span. The previous value is the last sample up to R before the step,
+    not ``x offset 60s``: after scrapes missed for longer than the 5-minute lookback (or a staleness marker
+    from a failed scrape) ``x offset 60s`` is empty and the step would count the whole counter again.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def _count_seconds(selector: str, by: tuple[str, ...]) -> str:
 def counter_delta(selector: str, *, resets: bool) -> str:
     """Return the template of a counter's exact increase per series over the span (see the module doc)."""
     if resets:
-        return f"sum_over_time((({selector} - {selector} offset {{step}}s) >= 0 or {selector} * 1)[{{range}}:{{step}}s])"
+        previous = f"last_over_time({selector}[{{range}}] offset {{step}}s)"
+        return f"sum_over_time((({selector} - {previous}) >= 0 or {selector} * 1)[{{range}}:{{step}}s])"
     last = f"last_over_time({selector}[{{range}}])"
     return f"({last} - last_over_time({selector}[{{range}}] offset {{window}}s) or {last})"
 
