@@ -11,31 +11,11 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from podledger.config import CostCenterConfig
 from podledger.storage import split_uri
+from podledger_airflow.dag_docs import BILLING_DOC, ENRICH_DOC, export_doc
 from podledger_airflow.sensors import CurCoverageSensor, ExportManifestSensor
 
 TAG = "podledger"
-EXPORT_DOC = """
-### podledger export — cost center `{name}`
 
-Every interval, for each cluster ({clusters}) and each `{frame}` s window that ends inside the data
-interval, runs the metric catalog's PromQL rollups against the cluster's Prometheus connection and writes
-one file per metric to `{uri}/<cluster>/end=YYYYMMDD/day=D/metric=NAME/<epoch>_NAME.{ext}`, then the
-window's manifest (last). A sensor waits for every manifest, validation checks the windows, and the
-`{asset}` Asset event triggers enrichment.
-
-Re-running a window replaces its objects. Backfill history with
-`airflow backfill create --dag-id {dag_id} --from-date 2026-11-01 --to-date 2026-11-03`, or trigger with
-the `start`/`end` params to export an arbitrary range.
-"""
-ENRICH_DOC = """
-### podledger enrich — cost center `{name}`
-
-Runs when the export DAG marks metrics complete (`{asset}` Asset) or when triggered with `start`/`end`.
-For each cluster it reads the exported metrics and the CUR 2.0 export (`{billing}`), prices every
-node-hour (`{basis}` cost), splits it onto pods (AWS Split Cost Allocation Data rules), fails if any
-cluster-hour does not reconcile with the bill to 1e-9, and replaces those hours in `{table}`.
-Backfill: trigger with `start`/`end` covering the hours to re-enrich (e.g. after a CUR restatement).
-"""
 
 
 def _default_args(cost_center: CostCenterConfig) -> dict[str, Any]:
@@ -112,8 +92,7 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
          start_date=_start_date(cost_center), end_date=_end_date(cost_center), catchup=cost_center.catchup,
          max_active_runs=4, default_args=_default_args(cost_center),
          tags=[TAG, "export", f"cost-center:{cost_center.name}"], params=_range_params(),
-         doc_md=EXPORT_DOC.format(name=cost_center.name, clusters=", ".join(cluster_names), frame=cost_center.time_frame_seconds,
-                                  uri=cost_center.storage.uri, ext=cost_center.storage.format, asset=asset.name, dag_id=dag_id))
+         doc_md=export_doc(cost_center, dag_id, asset.name, pools))
     def export_dag() -> None:
         @task
         def plan(**context: Any) -> list[dict[str, Any]]:
@@ -330,16 +309,6 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
         load(outputs, rng)
 
     return enrich_dag()
-
-
-BILLING_DOC = """
-### podledger billing watch — cost center `{name}`
-
-Every `{schedule}` looks at the CUR 2.0 export `{billing}`: when a billing period is delivered for the first
-time or restated (its manifest's execution id changed: AWS re-delivers past months when credits, refunds
-or finalisation land), it emits a `{asset}` Asset event naming the periods, and the enrichment DAG
-re-allocates their hours. Backfill is not needed: trigger it to re-check now.
-"""
 
 
 def build_billing_dag(cost_center: CostCenterConfig) -> DAG:

@@ -69,3 +69,7 @@ def test_pools_per_prometheus_endpoint_and_schedule_switches(tmp_path, monkeypat
     pools = {t.task_id: t.pool for t in two.tasks if t.task_id.startswith("export_window")}
     assert pools == {"export_window__prom_a": "prom_a", "export_window__prom_b": "prom_b",
                      "export_window__default": "default_pool"}
+    # The DAG's doc says what this config does: the schedule switches and every pool the exports use.
+    assert "Catchup is on" in one.doc_md and "`prom_a`" in one.doc_md
+    assert "Catchup is off" in two.doc_md and "stops at 2026-11-04 00:00 UTC" in two.doc_md
+    assert "`prom_a`, `prom_b` and `default_pool`" in two.doc_md

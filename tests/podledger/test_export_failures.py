@@ -9,24 +9,16 @@ import time
 
 import pytest
 
-from helpers import SYNTH_START, make_cost_center, s3_options
+from helpers import SYNTH_START, make_cost_center, s3_store
 from podledger.connections import ConnectionInfo
 from podledger.exceptions import PrometheusQueryError
 from podledger.export import export_window
 from podledger.layout import manifest_key, plan_windows
 from podledger.promclient import client_from_connection
 from podledger.stack import start_nginx_auth, start_prometheus
-from podledger.storage import FsspecStore
 
 WINDOW = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
 SECRETS = {"user": "u", "password": "p", "token": "t", "bearer": "b", "tenant": "x"}
-
-
-def _store(moto, bucket):
-    from podledger.demo import ensure_bucket
-
-    ensure_bucket(moto, bucket)
-    return FsspecStore("s3", bucket, s3_options(moto.url))
 
 
 def _rows(manifest) -> dict[str, int]:
@@ -43,7 +35,7 @@ def rate_limited(prometheus, tmp_path_factory):
 
 def test_rate_limited_queries_are_retried_with_backoff(stack_env, prometheus, rate_limited, moto):
     server, work = rate_limited
-    store = _store(moto, "ratelimit-ok")
+    store = s3_store(moto, "ratelimit-ok")
     cc = make_cost_center("ratelimit-ok", query_retries=8)  # 5 queries at once against 3 requests/s
     limited = client_from_connection(ConnectionInfo("prom_limited", host="127.0.0.1", port=server.port, schema="limited"))
     direct = client_from_connection(ConnectionInfo("prom_direct", host="127.0.0.1", port=prometheus.port))
@@ -51,13 +43,13 @@ def test_rate_limited_queries_are_retried_with_backoff(stack_env, prometheus, ra
     rejected = sum(' 429 ' in line for line in (work / "nginx-access.log").read_text().splitlines())
     assert rejected > 0, "the limit must have rejected some queries"
     assert store.exists(manifest_key("k8s/prometheus", "demo-eks", WINDOW))
-    reference = export_window(direct, _store(moto, "ratelimit-ref"), cc, cc.clusters[0], WINDOW)
+    reference = export_window(direct, s3_store(moto, "ratelimit-ref"), cc, cc.clusters[0], WINDOW)
     assert _rows(manifest) == _rows(reference)
 
 
 def test_rate_limit_without_retries_fails_naming_metric_cluster_window(stack_env, rate_limited, moto):
     server, _ = rate_limited
-    store = _store(moto, "ratelimit-fail")
+    store = s3_store(moto, "ratelimit-fail")
     cc = make_cost_center("ratelimit-fail", query_retries=0, queries_batch_size=5)
     limited = client_from_connection(ConnectionInfo("prom_limited", host="127.0.0.1", port=server.port, schema="limited"))
     with pytest.raises(PrometheusQueryError, match=r"cluster demo-eks, window 2026-11-02T00:00Z.*metric .*HTTP 429"):
@@ -70,7 +62,7 @@ def test_prometheus_stopped_mid_export_leaves_no_manifest_and_the_retry_complete
     shutil.copytree(source, tmp_path / "tsdb", ignore=shutil.ignore_patterns("lock", "wal", "chunks_head"))
     server = start_prometheus(tmp_path / "tsdb", tmp_path)
     port = server.port
-    store = _store(moto, "midway")
+    store = s3_store(moto, "midway")
     key = manifest_key("k8s/prometheus", "demo-eks", WINDOW)
     # One query at a time, 0.3 s apart: the export takes several seconds, long enough to stop Prometheus in it.
     cc = make_cost_center("midway", queries_batch_size=1, query_delay_seconds=0.3, query_retries=2)
