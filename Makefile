@@ -1,9 +1,12 @@
 # podledger: the README's two commands are `make demo` and `make test`.
 .PHONY: demo test lint bench-clean
 
+# DEMO_ARGS: extra arguments for `podledger demo` (CI runs a shorter window: DEMO_ARGS="--hours 2").
+DEMO_ARGS ?=
+
 demo:
-	./scripts/bootstrap.sh
-	.venv/bin/podledger demo
+	./scripts/bootstrap.sh --demo
+	.venv/bin/podledger demo $(DEMO_ARGS)
 
 test:
 	./scripts/bootstrap.sh --dev

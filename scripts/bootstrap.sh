@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install everything podledger needs on a fresh Debian/Ubuntu machine; safe to run again.
 #   - Debian's prometheus package (prometheus + promtool) when missing
-#   - uv, then a .venv with the pinned requirements (+ dev requirements with --dev) and podledger itself
+#   - uv, then a .venv with the pinned requirements and podledger itself:
+#       (no flag) requirements.txt        what a deployment runs
+#       --demo    requirements-demo.txt   + the demo's local S3 endpoint (moto server)
+#       --dev     requirements-dev.txt    + the test tools (and the test servers' Debian packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +35,11 @@ command -v uv >/dev/null 2>&1 || UV="$PYTHON -m uv"
 if [ ! -x .venv/bin/python ]; then
   $UV venv -q -p "$PYTHON" .venv
 fi
-REQ=requirements.txt
-if [ "${1:-}" = "--dev" ]; then REQ=requirements-dev.txt; fi
+case "${1:-}" in
+  --dev) REQ=requirements-dev.txt ;;
+  --demo) REQ=requirements-demo.txt ;;
+  "") REQ=requirements.txt ;;
+  *) echo "usage: $0 [--demo|--dev]" >&2; exit 2 ;;
+esac
 $UV pip install -q -p .venv/bin/python -r "$REQ"
 $UV pip install -q -p .venv/bin/python --no-deps -e .

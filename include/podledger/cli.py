@@ -200,7 +200,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from podledger.demo import run_demo
 
-    return run_demo(Path(args.workdir), use_airflow=not args.no_airflow, keep_running=args.keep_running)
+    return run_demo(Path(args.workdir), use_airflow=not args.no_airflow, keep_running=args.keep_running,
+                    hours=args.hours)
 
 
 def _time(value: str) -> dt.datetime:
@@ -258,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".podledger/demo")
     p.add_argument("--no-airflow", action="store_true", help="run the stages directly instead of through Airflow")
     p.add_argument("--keep-running", action="store_true", help="leave Prometheus and the S3 server running")
+    p.add_argument("--hours", type=int, default=6, choices=range(1, 25), metavar="1..24",
+                   help="hours of the demo day to synthesize and run (default 6)")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("check-config", help="validate a cost-center file")
     p.add_argument("--config")

@@ -37,3 +37,7 @@ class BillingDataError(PodledgerError):
 
 class ReconciliationError(PodledgerError):
     """Allocated rows do not add up to the billed cost of a cluster-hour."""
+
+
+class NothingToDo(PodledgerError):
+    """A run has nothing to do (its range is empty or after the cost center's end_date): skip it, naming why."""

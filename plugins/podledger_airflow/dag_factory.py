@@ -10,6 +10,7 @@ from airflow.sdk import DAG, Asset, AssetAlias, Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from podledger.config import CostCenterConfig
+from podledger.planning import end_instant, plan_range
 from podledger.storage import split_uri
 from podledger_airflow.dag_docs import BILLING_DOC, ENRICH_DOC, export_doc
 from podledger_airflow.sensors import CurCoverageSensor, ExportManifestSensor
@@ -34,8 +35,18 @@ def _start_date(cost_center: CostCenterConfig) -> dt.datetime:
 
 
 def _end_date(cost_center: CostCenterConfig) -> dt.datetime | None:
-    day = cost_center.end_date
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) if day else None
+    return end_instant(cost_center)
+
+
+def _airflow_end_date(cost_center: CostCenterConfig) -> dt.datetime | None:
+    """The DAG's ``end_date`` for Airflow: just before the exclusive end.
+
+    Airflow schedules every interval whose *start* is at or before ``end_date``, so the interval starting at
+    00:00 of the end day would run over hours after it; one microsecond earlier, the last scheduled interval
+    is the one that starts before the end. An interval straddling the end is clipped by ``plan``.
+    """
+    end = _end_date(cost_center)
+    return end - dt.timedelta(microseconds=1) if end else None
 
 
 def _pools(cost_center: CostCenterConfig) -> list[str | None]:
@@ -67,16 +78,24 @@ def _peers(cost_center: CostCenterConfig) -> list:
     return peers
 
 
-def _range_params() -> dict[str, Param]:
+def _range_params(cost_center: CostCenterConfig) -> dict[str, Param]:
+    """The trigger form's params: all optional (null or false means "the data interval, every cluster")."""
+    end = _end_date(cost_center)
+    # A scheduled run already holds each interval's start as its logical date: suggest a time between them.
+    when = (f" The cost center ends at {end:%Y-%m-%d %H:%M} UTC (end_date): give the run a logical date before it "
+            f"(e.g. {end - dt.timedelta(minutes=30):%Y-%m-%dT%H:%M:%SZ}); a run dated at or after it has no task."
+            if end else "")
     return {
         "start": Param(None, type=["null", "string"], format="date-time", title="Start (UTC)",
-                       description="Override the data interval start (inclusive), e.g. 2026-11-02T00:00:00Z"),
+                       description="Export/enrich from this hour (inclusive) instead of the data interval's start, e.g. "
+                                   f"2026-11-02T00:00:00Z. Empty: the data interval.{when}"),
         "end": Param(None, type=["null", "string"], format="date-time", title="End (UTC)",
-                     description="Override the data interval end (exclusive)"),
-        "clusters": Param([], type="array", items={"type": "string"}, title="Clusters",
-                          description="Only these clusters (empty: all clusters of the cost center)"),
-        "force": Param(False, type="boolean", title="Force",
-                       description="Re-export windows that already have a manifest (default: skip them)"),
+                     description="Up to this hour (exclusive) instead of the data interval's end. Empty: the data "
+                                 "interval."),
+        "clusters": Param(None, type=["null", "array"], items={"type": "string"}, title="Clusters",
+                          description="Only these clusters. Empty: every cluster of the cost center."),
+        "force": Param(False, type=["null", "boolean"], title="Force",
+                       description="Re-export windows that already have a manifest. Off: skip them."),
     }
 
 
@@ -89,19 +108,25 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
     pools = _pools(cost_center)
 
     @dag(dag_id=dag_id, schedule=CronDataIntervalTimetable(cost_center.schedule, timezone="UTC"),
-         start_date=_start_date(cost_center), end_date=_end_date(cost_center), catchup=cost_center.catchup,
+         start_date=_start_date(cost_center), end_date=_airflow_end_date(cost_center), catchup=cost_center.catchup,
          max_active_runs=4, default_args=_default_args(cost_center),
-         tags=[TAG, "export", f"cost-center:{cost_center.name}"], params=_range_params(),
+         tags=[TAG, "export", f"cost-center:{cost_center.name}"], params=_range_params(cost_center),
          doc_md=export_doc(cost_center, dag_id, asset.name, pools))
     def export_dag() -> None:
         @task
         def plan(**context: Any) -> list[dict[str, Any]]:
             """List the (cluster, window) pairs this run exports, each with its endpoint's pool."""
-            from podledger.layout import plan_windows, to_utc
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from podledger.exceptions import NothingToDo
+            from podledger.layout import plan_windows
 
             params = context["params"]
-            start = to_utc(params["start"]) if params.get("start") else context["data_interval_start"]
-            end = to_utc(params["end"]) if params.get("end") else context["data_interval_end"]
+            try:
+                start, end = plan_range(cost_center, params, context.get("data_interval_start"),
+                                        context.get("data_interval_end"))
+            except NothingToDo as reason:
+                raise AirflowSkipException(str(reason)) from None
             clusters = list(cost_center.clusters)
             if cost_center.discovery is not None:
                 from podledger.discovery import discover_clusters
@@ -197,7 +222,7 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
 
     @dag(dag_id=dag_id, schedule=(asset | bill), start_date=_start_date(cost_center), catchup=False, max_active_runs=1,
          default_args=_default_args(cost_center), tags=[TAG, "enrich", f"cost-center:{cost_center.name}"],
-         params=_range_params(),
+         params=_range_params(cost_center),
          doc_md=ENRICH_DOC.format(name=cost_center.name, asset=asset.name, billing=cost_center.billing.uri,
                                   basis=cost_center.billing.cost_basis, table=cost_center.warehouse.table))
     def enrich_dag() -> None:
@@ -217,13 +242,19 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
                 for e in events:
                     for period in (e.extra or {}).get("billing_periods", []):
                         p_start = to_utc(f"{period}-01")
-                        p_end = min((p_start + dt.timedelta(days=32)).replace(day=1), now)
+                        # end_date is exclusive: no hours after it were exported.
+                        p_end = min((p_start + dt.timedelta(days=32)).replace(day=1), now, end_instant(cost_center) or now)
                         extras.append({"start": max(p_start, _start_date(cost_center)).isoformat(), "end": p_end.isoformat()})
                 if extras:
                     start = min(to_utc(x["start"]) for x in extras)
                     end = max(to_utc(x["end"]) for x in extras)
                 else:
-                    start, end = context["data_interval_start"], context["data_interval_end"]
+                    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+            if start is None or end is None or end <= start:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(f"cost center {cost_center.name}: no hours to enrich ({start} .. {end}): "
+                                           "no exported range in the triggering events; trigger with start/end params")
             start = start.replace(minute=0, second=0, microsecond=0)
             if end.minute or end.second:
                 end = end.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
@@ -237,7 +268,10 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
                 hook = PrometheusHook(cost_center.discovery.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
                 clusters = [c.name for c in discover_clusters(hook.get_conn(), cost_center, start, end)]
             if end <= start:
-                raise ValueError(f"cost center {cost_center.name}: empty hour range {start} .. {end}; pass start/end params")
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(f"cost center {cost_center.name}: no hours to enrich in {start} .. {end}; "
+                                           "trigger with start/end params")
             return {"start": start.isoformat(), "end": end.isoformat(), "clusters": clusters}
 
         @task

@@ -65,7 +65,8 @@ def test_pools_per_prometheus_endpoint_and_schedule_switches(tmp_path, monkeypat
     one = dagbag.get_dag("podledger_export__one")
     assert one.get_task("export_window").pool == "prom_a" and one.catchup
     two = dagbag.get_dag("podledger_export__two")
-    assert not two.catchup and two.end_date.isoformat().startswith("2026-11-04")
+    # end_date is exclusive: Airflow's (inclusive) end is the instant before 2026-11-04 00:00 UTC.
+    assert not two.catchup and two.end_date.isoformat() == "2026-11-03T23:59:59.999999+00:00"
     pools = {t.task_id: t.pool for t in two.tasks if t.task_id.startswith("export_window")}
     assert pools == {"export_window__prom_a": "prom_a", "export_window__prom_b": "prom_b",
                      "export_window__default": "default_pool"}
@@ -73,3 +74,23 @@ def test_pools_per_prometheus_endpoint_and_schedule_switches(tmp_path, monkeypat
     assert "Catchup is on" in one.doc_md and "`prom_a`" in one.doc_md
     assert "Catchup is off" in two.doc_md and "stops at 2026-11-04 00:00 UTC" in two.doc_md
     assert "`prom_a`, `prom_b` and `default_pool`" in two.doc_md
+
+
+def test_demo_catchup_schedules_only_the_demo_day_and_params_are_optional():
+    """The sample cost center's catchup creates the 4 intervals of 2026-11-02, none starting at end_date."""
+    from airflow.timetables.base import TimeRestriction
+
+    dag = bag().get_dag("podledger_export__demo")
+    restriction = TimeRestriction(dag.start_date, dag.end_date, catchup=True)
+    intervals, last = [], None
+    while (info := dag.timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)):
+        intervals.append((info.data_interval.start.isoformat(), info.data_interval.end.isoformat()))
+        last = info.data_interval
+        assert len(intervals) < 50, "catchup never ends"
+    assert [s for s, _ in intervals] == [f"2026-11-02T{h:02d}:00:00+00:00" for h in (0, 6, 12, 18)]
+    assert intervals[-1][1] == "2026-11-03T00:00:00+00:00"
+    # The trigger form marks a field required (*) unless its type admits null: none of ours is required.
+    for name in dag.params:
+        schema = dag.params.get_param(name).schema
+        assert "null" in schema["type"], f"param {name} would be required in the trigger form"
+    assert "2026-11-02T23:30:00Z" in dag.params.get_param("start").description

@@ -1,12 +1,16 @@
-"""End to end under `airflow standalone`: REST trigger as the UI does, `airflow backfill create`, Assets, PostgreSQL.
+"""End to end under `airflow standalone` on PostgreSQL: the README's UI flow, `airflow backfill create`, Assets.
 
 Two days of a small synthetic cluster in a real Prometheus, its CUR 2.0 export in S3 (moto), and a cost center
-whose warehouse is PostgreSQL. Airflow runs as its users run it (SQLite, LocalExecutor, parallelism 4):
-  1. the export DAG is triggered through the REST API with the form's params (hours 00-06 of day 1);
-  2. `airflow backfill create` covers both days (the first run skips the 6 windows already complete);
-  3. every export run emits the metrics Asset, and the enrichment DAG runs from those events.
-The warehouse must then hold each of the 48 hours exactly once per pod, reconciled with the bill to 1e-9.
-Everything is stopped by PID (SIGINT to standalone's process group, as its docs require).
+shaped like the demo's (catchup from 2026-11-02, end_date 2026-11-03, every 12 h) whose warehouse is PostgreSQL.
+Airflow runs as production runs it: its metadata in PostgreSQL (a throwaway database per run, dropped after),
+LocalExecutor, parallelism 4. The README's UI flow, over the REST API the UI itself calls:
+  1. unpause both DAGs: catchup creates exactly the 2 runs of the demo day, none after end_date;
+  2. "Trigger DAG" with the form's documented logical date and params start/end (hours 00-06 of day 2);
+  3. "Trigger DAG" with the form's defaults (logical date now, after end_date): it must not fail;
+  4. `airflow backfill create` over the demo day re-runs both runs (complete windows skipped, load replaces);
+  5. every export run emits the metrics Asset, and the enrichment DAG runs from those events.
+Every DagRun the flow creates must end in success, and the warehouse must hold each of the 30 hours exactly once
+per pod, reconciled with the bill to 1e-9. Everything is stopped by PID (SIGINT to standalone's process group).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from podledger.stack import free_port, load_blocks, start_prometheus
 ROOT = Path(__file__).resolve().parents[2]
 DAYS = 2
 PG_DSN = "host=127.0.0.1 user=postgres dbname=test"
+HOURS = 24 + 6  # the demo day by catchup, hours 00-06 of day 2 by the form
 EXPORT, ENRICH = "podledger_export__e2e", "podledger_enrich__e2e"
 
 
@@ -149,7 +154,20 @@ def _stack_connections(prometheus_port: int, moto_url: str) -> dict[str, str]:
     }
 
 
-def test_standalone_rest_trigger_backfill_assets_postgres(two_days, moto, tmp_path):
+@pytest.fixture
+def metadata_db():
+    """A throwaway PostgreSQL database for Airflow's metadata, dropped (connections and all) afterwards."""
+    import psycopg
+
+    name = f"airflow_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_DSN, autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_readme_ui_flow_backfill_assets_postgres(two_days, moto, metadata_db, tmp_path):
     import psycopg
 
     from podledger.demo import ensure_bucket, upload_tree
@@ -161,8 +179,8 @@ def test_standalone_rest_trigger_backfill_assets_postgres(two_days, moto, tmp_pa
     upload_tree(moto, billing_bucket, "cur", synth.cur_root)
     config = tmp_path / "cost_centers.yaml"
     config.write_text(json.dumps({"cost_centers": [{
-        "name": "e2e", "schedule": "0 0 * * *", "initial_backfill_date": "2026-11-02", "end_date": "2026-11-04",
-        "catchup": False, "retries": 1, "retry_delay_seconds": 5, "query_retries": 2,
+        "name": "e2e", "schedule": "0 */12 * * *", "initial_backfill_date": "2026-11-02", "end_date": "2026-11-03",
+        "catchup": True, "retries": 1, "retry_delay_seconds": 5, "query_retries": 2,
         "clusters": [{"name": "demo-eks", "prometheus_conn_id": "prom_e2e", "pool": "prometheus_e2e"}],
         "storage": {"uri": f"s3://{metrics_bucket}/k8s/prometheus"},
         "billing": {"uri": f"s3://{billing_bucket}/cur/podledger-cur", "poke_interval_seconds": 5},
@@ -175,6 +193,7 @@ def test_standalone_rest_trigger_backfill_assets_postgres(two_days, moto, tmp_pa
     env.update(_stack_connections(prometheus.port, moto.url))
     env.update({
         "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db,
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -195,38 +214,55 @@ def test_standalone_rest_trigger_backfill_assets_postgres(two_days, moto, tmp_pa
         answer = airflow.api("POST", "/pools", json={"name": "prometheus_e2e", "slots": 2,
                                                      "description": "podledger: exports against prom_e2e"})
         assert answer.status_code in (200, 201), answer.text
-        for dag_id in (EXPORT, ENRICH):
+
+        # 1. Unpause, as the README says: catchup schedules the demo day, and nothing at or after end_date.
+        for dag_id in (ENRICH, EXPORT):
             assert airflow.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+        runs = airflow.wait_runs(EXPORT, lambda runs: sum(r["run_type"] == "scheduled" for r in runs) >= 2, timeout=600)
+        scheduled = sorted(r["data_interval_start"][:16] for r in runs if r["run_type"] == "scheduled")
+        assert scheduled == ["2026-11-02T00:00", "2026-11-02T12:00"], scheduled
 
-        # 1. The UI's "Trigger DAG" form: a logical date and the Params (hours 00-06 of day 1, all clusters).
-        conf = {"start": "2026-11-02T00:00:00Z", "end": "2026-11-02T06:00:00Z", "clusters": [], "force": False}
+        # 2. The form, as documented: a logical date before end_date and the params (hours 00-06 of day 2).
+        form = airflow.api("GET", f"/dags/{EXPORT}/details").json()["params"]
+        assert "2026-11-02T23:30:00Z" in form["start"]["description"]
+        conf = {"start": "2026-11-03T00:00:00Z", "end": "2026-11-03T06:00:00Z", "clusters": None, "force": False}
         answer = airflow.api("POST", f"/dags/{EXPORT}/dagRuns",
-                             json={"dag_run_id": "ui_trigger", "logical_date": "2026-11-02T12:00:00Z", "conf": conf})
+                             json={"dag_run_id": "ui_trigger", "logical_date": "2026-11-02T23:30:00Z", "conf": conf})
         assert answer.status_code == 200, answer.text
-        airflow.wait_runs(EXPORT, lambda runs: any(r["dag_run_id"] == "ui_trigger" for r in runs), timeout=300)
-        airflow.wait_runs(ENRICH, lambda runs: len(runs) >= 1, timeout=300)
+        # 3. The form's defaults: logical date now (after end_date), params untouched.
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        answer = airflow.api("POST", f"/dags/{EXPORT}/dagRuns",
+                             json={"dag_run_id": "ui_default", "logical_date": now, "conf": {}})
+        assert answer.status_code == 200, answer.text
+        manual = {"ui_trigger", "ui_default"}
+        airflow.wait_runs(EXPORT, lambda runs: manual <= {r["dag_run_id"] for r in runs}, timeout=600)
 
-        # 2. History through the CLI, as an operator runs it (it only inserts runs; the scheduler runs them).
+        # 4. History through the CLI, as an operator runs it (it only marks runs; the scheduler runs them).
         result = subprocess.run([str(Path(sys.executable).with_name("airflow")), "backfill", "create", "--dag-id", EXPORT,
-                                 "--from-date", "2026-11-02", "--to-date", "2026-11-03"], env=env, capture_output=True,
-                                text=True, timeout=180)
+                                 "--from-date", "2026-11-02T00:00:00", "--to-date", "2026-11-02T12:00:00",
+                                 "--reprocess-behavior", "completed"], env=env, capture_output=True, text=True,
+                                timeout=180)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-        runs = airflow.wait_runs(EXPORT, lambda runs: sum(r["run_type"] == "backfill" for r in runs) == DAYS,
-                                 timeout=900)
-        assert {r["data_interval_start"][:10] for r in runs if r["run_type"] == "backfill"} == {"2026-11-02", "2026-11-03"}
+        runs = airflow.wait_runs(EXPORT, lambda runs: sum(r["run_type"] == "backfill" for r in runs) == 2, timeout=900)
+        assert sorted(r["data_interval_start"][:16] for r in runs if r["run_type"] == "backfill") == scheduled
 
-        # 3. Enrichment ran from the Assets the export runs emitted, until every hour is in the warehouse.
+        # 5. Enrichment ran from the Assets the export runs emitted, until every hour is in the warehouse.
         def all_hours_loaded(_runs) -> bool:
             with psycopg.connect(PG_DSN) as con:
                 exists = con.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
-                return bool(exists) and con.execute(f"SELECT count(DISTINCT hour_start) FROM {table}").fetchone()[0] == 24 * DAYS
+                return bool(exists) and con.execute(f"SELECT count(DISTINCT hour_start) FROM {table}").fetchone()[0] == HOURS
 
         enrich_runs = airflow.wait_runs(ENRICH, all_hours_loaded, timeout=900)
         assert all(r["run_type"] == "asset_triggered" for r in enrich_runs), enrich_runs
         events = airflow.api("GET", "/assets/events", params={"limit": 100}).json()["asset_events"]
-        assert sum(e.get("source_dag_id") == EXPORT for e in events) >= 1 + DAYS
+        assert sum(e.get("source_dag_id") == EXPORT for e in events) >= 2 + 1 + 2
+        # Every DagRun the flow created, of both DAGs, ended in success (wait_runs fails on any failed run).
+        for dag_id in (EXPORT, ENRICH):
+            states = {r["dag_run_id"]: r["state"] for r in airflow.runs(dag_id)}
+            assert states and set(states.values()) == {"success"}, (dag_id, states)
+        assert len(airflow.runs(EXPORT)) == 4, "2 scheduled (then backfilled) + 2 triggered, nothing after end_date"
 
-        # 4. Exactly one copy of every hour, reconciled with the bill.
+        # 6. Exactly one copy of every hour, reconciled with the bill.
         with psycopg.connect(PG_DSN) as con:
             copies = con.execute(f"SELECT count(*) FROM (SELECT hour_start, node, namespace, pod, uid, count(*) AS n "
                                  f"FROM {table} GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1) d").fetchone()[0]
@@ -237,11 +273,11 @@ def test_standalone_rest_trigger_backfill_assets_postgres(two_days, moto, tmp_pa
                                  orient="row")
         truth = (pl.read_parquet(synth.truth_instances).group_by("hour_start").agg(pl.col("amortized_cost").sum())
                  .with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))))
-        check = allocated.join(truth, on="hour_start", how="full", coalesce=True)
-        assert check.height == 24 * DAYS and check["allocated"].null_count() == 0
+        check = allocated.join(truth, on="hour_start", how="inner")
+        assert check.height == HOURS and allocated.height == HOURS
         assert ((check["allocated"] - check["amortized_cost"]).abs() <= 1e-9 * check["amortized_cost"]).all(), check
         first, last = check["hour_start"].min(), check["hour_start"].max()
-        assert first == SYNTH_START and last == SYNTH_START + dt.timedelta(hours=24 * DAYS - 1)
+        assert first == SYNTH_START and last == SYNTH_START + dt.timedelta(hours=HOURS - 1)
     finally:
         airflow.stop()
         with psycopg.connect(PG_DSN) as con:
