@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,55 @@ def add_missing_columns(table: str, types: dict) -> list[str]:
     return [f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {types[dtype]}" for name, dtype in OUTPUT_SCHEMA.items()]
 
 
+class LoadError(PodledgerError):
+    """Rows do not belong to the slice being replaced, or the warehouse does not hold what was loaded."""
+
+
+def check_slice(rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime,
+                time_column: str = "hour_start", what: str = "row") -> None:
+    """Refuse any row outside (cost_center, cluster, [start, end)): a load replaces exactly the slice it is given.
+
+    Raises :class:`LoadError` naming how many rows are outside and the first of them.
+    """
+    if not rows.height:
+        return
+    when = pl.col(time_column)
+    outside = (pl.col("cost_center").is_null() | (pl.col("cost_center") != cost_center)
+               | pl.col("cluster").is_null() | (pl.col("cluster") != cluster)
+               | when.is_null() | (when < start) | (when >= end))
+    bad = rows.with_row_index("row_number").filter(outside)
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise LoadError(
+            f"refusing to load: {bad.height} of {rows.height} {what}s are outside the slice cost center {cost_center!r}, "
+            f"cluster {cluster!r}, [{start:%Y-%m-%dT%H:%M}Z, {end:%Y-%m-%dT%H:%M}Z); first: {what} {first['row_number']} "
+            f"(cost_center={first['cost_center']!r}, cluster={first['cluster']!r}, {time_column}={first[time_column]}). "
+            "Give the load the range and cost center the rows were allocated for")
+
+
+def check_loaded(loaded: pl.DataFrame, rows: pl.DataFrame, where: str) -> None:
+    """Compare the warehouse's hourly (count, Σ total_cost) of a slice, read back, with the rows given to the load."""
+    expected = rows.group_by("hour_start").agg(pl.len().alias("expected_rows"),
+                                               pl.col("total_cost").sum().alias("expected_cost"))
+    got = loaded.rename({"rows": "loaded_rows", "cost": "loaded_cost"}).with_columns(
+        pl.col("hour_start").cast(pl.Datetime("us", "UTC")), pl.col("loaded_rows").cast(pl.Int64),
+        pl.col("loaded_cost").cast(pl.Float64))
+    both = (expected.with_columns(pl.col("expected_rows").cast(pl.Int64))
+            .join(got, on="hour_start", how="full", coalesce=True).fill_null(0).sort("hour_start"))
+    tolerance = 1e-9 * pl.max_horizontal(pl.col("expected_cost").abs(), pl.lit(1e-12))
+    bad = both.filter((pl.col("expected_rows") != pl.col("loaded_rows"))
+                      | ((pl.col("expected_cost") - pl.col("loaded_cost")).abs() > tolerance))
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise LoadError(f"{where}: read back after loading, hour {first['hour_start']:%Y-%m-%dT%H}Z holds "
+                        f"{first['loaded_rows']} rows costing {first['loaded_cost']!r}, expected {first['expected_rows']} "
+                        f"rows costing {first['expected_cost']!r} ({bad.height} hour(s) differ); the load was rolled back")
+
+
+READBACK_SQL = ("SELECT hour_start, count(*) AS rows, sum(total_cost) AS cost FROM {table} WHERE cost_center = {p} "
+                "AND cluster = {p} AND hour_start >= {p} AND hour_start < {p} GROUP BY hour_start")
+
+
 class Loader(Protocol):
     """A warehouse: load replaces exactly the slice it is given, in one transaction."""
 
@@ -55,15 +105,29 @@ class DuckDBLoader:
         self.path = Path(path)
         self.table = table
 
-    def connect(self):  # noqa: ANN201 - duckdb connection
+    def connect(self, *, read_only: bool = False, wait_seconds: float = 120.0):  # noqa: ANN201 - duckdb connection
+        """Open the file; while another process holds its write lock, wait (loads serialise, never interleave)."""
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(self.path))
+        deadline = time.monotonic() + wait_seconds
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise LoadError(f"warehouse {self.path}: cannot open it ({exc})") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def load(self, rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime,
              split_items: pl.DataFrame | None = None) -> int:
         """Replace the rows of (cost_center, cluster, [start, end)) with ``rows`` (and the split line items)."""
+        check_slice(rows, cost_center=cost_center, cluster=cluster, start=start, end=end)
+        if split_items is not None:
+            check_slice(split_items, cost_center=cost_center, cluster=cluster, start=start, end=end,
+                        time_column="line_item_usage_start_date", what="split line item")
         con = self.connect()
         try:
             con.register("podledger_rows", rows.select(list(OUTPUT_SCHEMA)).to_arrow())
@@ -83,6 +147,10 @@ class DuckDBLoader:
                 con.execute(f"DELETE FROM {table} WHERE cost_center = ? AND cluster = ? AND line_item_usage_start_date >= ? "
                             "AND line_item_usage_start_date < ?", [cost_center, cluster, start, end])
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM podledger_items")
+            loaded = pl.DataFrame(con.execute(READBACK_SQL.format(table=self.table, p="?"),
+                                              [cost_center, cluster, start, end]).fetchall(),
+                                  schema=["hour_start", "rows", "cost"], orient="row")
+            check_loaded(loaded, rows, f"warehouse {self.path} table {self.table}, {cost_center}/{cluster}")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -109,20 +177,25 @@ COPY_BATCH_ROWS = 500_000
 
 
 def copy_csv(cur, table: str, frame: pl.DataFrame) -> None:  # noqa: ANN001 - a psycopg cursor
-    """COPY ``frame`` into ``table``: polars writes CSV (native, fast), PostgreSQL parses it; batches bound memory."""
+    """COPY ``frame`` into ``table``: polars writes CSV (native, fast), PostgreSQL parses it; batches bound memory.
+
+    Every string is quoted and NULL is the *unquoted* empty field, which no string can be (an empty string is
+    written ``""``): any text, ``\\N`` included, round-trips byte for byte. (PostgreSQL text cannot hold NUL.)
+    """
     columns = ", ".join(frame.columns)
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, NULL '')") as copy:
         for start in range(0, frame.height, COPY_BATCH_ROWS):
             buffer = io.BytesIO()
-            frame.slice(start, COPY_BATCH_ROWS).write_csv(buffer, include_header=False, null_value="\\N")
+            frame.slice(start, COPY_BATCH_ROWS).write_csv(buffer, include_header=False, null_value="",
+                                                          quote_style="non_numeric")
             copy.write(buffer.getvalue())
 
 
 class PostgresLoader:
     """Load into PostgreSQL with COPY (binary-safe text COPY through psycopg 3), slice replaced in one transaction.
 
-    Two clusters loading at once touch disjoint rows, so they neither block nor clobber each other; the
-    table is created under an advisory lock so concurrent first loads do not race on the DDL.
+    The whole transaction (DDL, DELETE, COPY, read-back) holds a transaction-scoped advisory lock on the table:
+    loads of the same or overlapping slices serialise and never duplicate; the lock goes with the COMMIT.
     """
 
     def __init__(self, dsn: str, table: str = "k8s_cost_allocation") -> None:
@@ -137,6 +210,10 @@ class PostgresLoader:
         import psycopg
 
         columns = list(OUTPUT_SCHEMA)
+        check_slice(rows, cost_center=cost_center, cluster=cluster, start=start, end=end)
+        if split_items is not None:
+            check_slice(split_items, cost_center=cost_center, cluster=cluster, start=start, end=end,
+                        time_column="line_item_usage_start_date", what="split line item")
         with psycopg.connect(self.dsn) as con:  # one transaction: commit on success, rollback on error
             with con.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.table])
@@ -147,12 +224,15 @@ class PostgresLoader:
                             "(cost_center, cluster, hour_start)")
                 for statement in view_statements(self.table):
                     cur.execute(statement)
-                con.commit()
+                # No commit before the COPY: it would release the lock and let a concurrent load interleave.
                 cur.execute(f"DELETE FROM {self.table} WHERE cost_center = %s AND cluster = %s AND hour_start >= %s "
                             "AND hour_start < %s", [cost_center, cluster, start, end])
                 copy_csv(cur, self.table, rows.select(columns))
                 if split_items is not None:
                     self._load_items(cur, split_items, cost_center, cluster, start, end)
+                cur.execute(READBACK_SQL.format(table=self.table, p="%s"), [cost_center, cluster, start, end])
+                loaded = pl.DataFrame(cur.fetchall(), schema=["hour_start", "rows", "cost"], orient="row")
+                check_loaded(loaded, rows, f"warehouse postgres table {self.table}, {cost_center}/{cluster}")
         log.info("warehouse postgres table %s: replaced %s/%s [%s, %s) with %d rows", self.table, cost_center, cluster,
                  start, end, rows.height)
         return rows.height
