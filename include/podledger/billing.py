@@ -6,12 +6,21 @@ Column names and line-item-type sets are the constants below (reference/data-sou
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 
 import polars as pl
 
+from podledger.deliveries import (
+    SOURCE_FILE,
+    Delivery,
+    check_no_repeated_rows,
+    check_one_currency,
+    check_unique_line_items,
+    data_exports_delivery,
+    legacy_delivery,
+    read_bill_file,
+)
 from podledger.exceptions import BillingDataError
 from podledger.storage import ObjectStore
 
@@ -102,32 +111,48 @@ def billing_periods(start: dt.datetime, end: dt.datetime) -> list[str]:
     return labels
 
 
-def _export_files(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime,
-                  kind: str) -> list[tuple[str, pl.DataFrame]]:
-    """Read every Parquet file of the Data Exports periods overlapping [start, end); (s3 url, frame) each."""
-    files = []
+LINE_ITEM_IDENTITY = ("identity_line_item_id", "identity_time_interval")
+
+
+def _read_period(store: ObjectStore, delivery: Delivery, kind: str) -> list[pl.DataFrame]:
+    """Read every file of a delivery once (each tagged with its URL in ``__bill_file``)."""
+    return [entries_of_maps(read_bill_file(store, key)) for key in delivery.keys]
+
+
+def delivery_keys(store: ObjectStore, export_prefix: str, fmt: str, start: dt.datetime, end: dt.datetime) -> list[str]:
+    """The keys of every file of the current deliveries of the billing periods overlapping [start, end)."""
+    keys = []
     for period in billing_periods(start, end):
-        data_prefix = f"{export_prefix.strip('/')}/data/BILLING_PERIOD={period}/"
-        keys = [k for k in store.list(data_prefix) if k.endswith(".parquet")]
-        if not keys:
-            raise BillingDataError(
-                f"no {kind} data under {store.scheme}://{store.bucket}/{data_prefix} for billing period {period}: "
-                "check billing.uri points at the export (the folder holding data/ and metadata/) and that the "
-                "export has been delivered for this month")
-        files += [(f"{store.scheme}://{store.bucket}/{k}", entries_of_maps(pl.read_parquet(io.BytesIO(store.get(k)))))
-                  for k in keys]
-    return files
+        if fmt == "cur_legacy":
+            partition = f"year={period[:4]}/month={int(period[5:])}"
+            keys += legacy_delivery(store, f"{export_prefix.strip('/')}/{partition}", period).keys
+        else:
+            keys += data_exports_delivery(store, export_prefix, period, kind="FOCUS" if fmt == "focus" else "CUR 2.0",
+                                          manifest_required=fmt != "focus").keys
+    return keys
 
 
 def read_focus(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    """Read the FOCUS rows of [start, end) from the same ``<prefix>/data/BILLING_PERIOD=…`` layout."""
-    from podledger.focus import CHARGE_PERIOD_START, check_columns
+    """Read the FOCUS rows of [start, end) from the ``<prefix>/data/BILLING_PERIOD=…`` layout, as delivered.
 
-    files = _export_files(store, export_prefix, start, end, "FOCUS")
-    for url, frame in files:
-        check_columns(frame, url)
-    frame = pl.concat([f for _, f in files], how="diagonal_relaxed")
-    begin = pl.col(CHARGE_PERIOD_START).cast(pl.Datetime("us", "UTC"))
+    Through the period's manifest where the export has one (AWS Data Exports), else every file once;
+    Parquet, CSV or gzipped CSV. The same charge in two files, or two currencies in one period, is an error.
+    """
+    from podledger.focus import CHARGE_PERIOD_START, CURRENCY, check_columns, normalise_focus
+
+    frames = []
+    for period in billing_periods(start, end):
+        delivery = data_exports_delivery(store, export_prefix, period, kind="FOCUS", manifest_required=False)
+        for frame in _read_period(store, delivery, "FOCUS"):
+            source = frame[SOURCE_FILE][0] if frame.height else period
+            check_columns(frame, source)
+            frames.append(normalise_focus(frame, source))
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    check_no_repeated_rows(frame, "FOCUS export")
+    begin = pl.col(CHARGE_PERIOD_START)
+    period = (pl.col("BillingPeriodStart").cast(pl.String).str.slice(0, 7) if "BillingPeriodStart" in frame.columns
+              else begin.dt.strftime("%Y-%m"))
+    check_one_currency(frame, CURRENCY, period, "FOCUS export")
     return frame.filter((begin >= start) & (begin < end))
 
 
@@ -156,25 +181,28 @@ def legacy_partitions(start: dt.datetime, end: dt.datetime) -> list[str]:
 def read_legacy_cur(store: ObjectStore, report_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Read a legacy CUR delivered for Athena (``<prefix>/year=YYYY/month=M/*.parquet``) as CUR 2.0 rows."""
     frames = []
-    for partition in legacy_partitions(start, end):
-        keys = [k for k in store.list(f"{report_prefix.strip('/')}/{partition}/") if k.endswith(".parquet")]
-        if not keys:
-            raise BillingDataError(f"no legacy CUR data under {store.scheme}://{store.bucket}/{report_prefix.strip('/')}/"
-                                   f"{partition}/: check billing.uri points at the report's Athena folder")
-        frames += [legacy_to_cur2(pl.read_parquet(io.BytesIO(store.get(k)))) for k in keys]
-    return _finish_cur(pl.concat(frames, how="diagonal_relaxed"), start, end, f"{store.scheme}://{store.bucket}/{report_prefix}")
+    for period, partition in zip(billing_periods(start, end), legacy_partitions(start, end), strict=True):
+        delivery = legacy_delivery(store, f"{report_prefix.strip('/')}/{partition}", period)
+        frames += [legacy_to_cur2(f) for f in _read_period(store, delivery, "legacy CUR")]
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    check_unique_line_items(frame, LINE_ITEM_IDENTITY, "legacy CUR")
+    return _finish_cur(frame, start, end, f"{store.scheme}://{store.bucket}/{report_prefix}")
 
 
 def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    """Read the CUR 2.0 rows of [start, end) from a Data Exports delivery (``<prefix>/data/BILLING_PERIOD=…``)."""
-    files = _export_files(store, export_prefix, start, end, "CUR 2.0")
-    for url, frame in files:
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise BillingDataError(f"{url}: CUR 2.0 columns missing: {missing}; enable INCLUDE_RESOURCES and export "
-                                   "the standard CUR 2.0 columns")
-    return _finish_cur(pl.concat([f for _, f in files], how="diagonal_relaxed"), start, end,
-                       f"{store.scheme}://{store.bucket}/{export_prefix}")
+    """Read the CUR 2.0 rows of [start, end) from a Data Exports delivery: the files its manifest lists, once each."""
+    frames = []
+    for period in billing_periods(start, end):
+        delivery = data_exports_delivery(store, export_prefix, period, kind="CUR 2.0", manifest_required=True)
+        for frame in _read_period(store, delivery, "CUR 2.0"):
+            missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+            if missing:
+                raise BillingDataError(f"{frame[SOURCE_FILE][0]}: CUR 2.0 columns missing: {missing}; enable "
+                                       "INCLUDE_RESOURCES and export the standard CUR 2.0 columns")
+            frames.append(frame)
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    check_unique_line_items(frame, LINE_ITEM_IDENTITY, "CUR 2.0")
+    return _finish_cur(frame, start, end, f"{store.scheme}://{store.bucket}/{export_prefix}")
 
 
 def _finish_cur(frame: pl.DataFrame, start: dt.datetime, end: dt.datetime, source: str) -> pl.DataFrame:
@@ -249,25 +277,100 @@ def data_transfer_costs(cur: pl.DataFrame, basis: str) -> pl.DataFrame:
             .collect())
 
 
+EKS_CLUSTER_ARN = r"^arn:aws[a-z-]*:eks:([a-z0-9-]+):([0-9]{12}):cluster/([^/]+)$"
+
+
 def control_plane_costs(cur: pl.DataFrame, basis: str) -> pl.DataFrame:
-    """Return EKS control-plane cost per (cluster, hour), the cluster taken from the resource ARN."""
+    """Return EKS control-plane cost per (cluster, region, account, hour), all three taken from the cluster's ARN."""
+    arn = pl.col(RESOURCE_ID).fill_null("")
     return (cur.lazy()
             .filter((pl.col(PRODUCT_CODE) == "AmazonEKS")
                     & pl.col(USAGE_TYPE).fill_null("").str.contains(EKS_CONTROL_PLANE_PATTERN))
             .with_columns(cost_expr(basis).alias("cost"),
-                          pl.col(RESOURCE_ID).str.extract(r":cluster/([^/]+)$").alias("cluster"))
-            .group_by("hour_start", "cluster")
+                          pl.coalesce(arn.str.extract(EKS_CLUSTER_ARN, 3),
+                                      arn.str.extract(r":cluster/([^/]+)$")).alias("cluster"),
+                          arn.str.extract(EKS_CLUSTER_ARN, 1).alias("region"),
+                          arn.str.extract(EKS_CLUSTER_ARN, 2).alias("account_id"))
+            .group_by("hour_start", "cluster", "region", "account_id")
             .agg(pl.col("cost").sum(), pl.col(CURRENCY).first().alias("currency"))
             .collect())
 
 
+def region_of_zone(zone: str | None) -> str | None:
+    """``us-east-1a`` -> ``us-east-1`` (an EC2 availability zone's region); None when it is not one."""
+    import re
+
+    match = re.match(r"^([a-z]{2}(?:-[a-z]+)+-[0-9]+)[a-z]$", zone or "")
+    return match.group(1) if match else None
+
+
+def cluster_identity(instance_costs: pl.DataFrame, node_instances: pl.DataFrame, account_id: str | None,
+                     region: str | None) -> tuple[str | None, str | None]:
+    """Return the cluster's (account, region): the config's, else the bill's answer for the cluster's own nodes.
+
+    Raises when the cluster's nodes are billed to several accounts or regions (the identity is then ambiguous:
+    set ``account_id``/``region`` on the cluster).
+    """
+    mine = instance_costs.join(node_instances.select("hour_start", "instance_id").unique(),
+                               on=["hour_start", "instance_id"], how="semi")
+    found = {}
+    for name, configured in (("account_id", account_id), ("region", region)):
+        values = sorted(v for v in mine[name].drop_nulls().unique().to_list() if v) if name in mine.columns else []
+        if configured is not None:
+            found[name] = configured
+        elif len(values) > 1:
+            raise BillingDataError(f"the cluster's nodes are billed in several {name}s {values}: set {name} on the "
+                                   "cluster in the cost-center config so its control plane and tagged instances "
+                                   "can be told apart from other clusters of the same name")
+        else:
+            found[name] = values[0] if values else None
+    return found["account_id"], found["region"]
+
+
+def scope_to_cluster(instance_costs: pl.DataFrame, control_plane: pl.DataFrame, cluster: str, account_id: str | None,
+                     region: str | None) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Keep only the control plane and cluster tags of (account, region, cluster); name the same-name others.
+
+    A payer's bill may hold another linked account's (or region's) cluster of the same name: its control plane
+    and its cluster-tagged instances are that cluster's, never this one's.
+    """
+    def other(frame: pl.DataFrame) -> pl.Expr:
+        expr = pl.lit(False)
+        if account_id is not None and "account_id" in frame.columns:
+            expr = expr | (pl.col("account_id").is_not_null() & (pl.col("account_id") != account_id))
+        if region is not None and "region" in frame.columns:
+            expr = expr | (pl.col("region").is_not_null() & (pl.col("region") != region))
+        return expr
+
+    same_name_plane = control_plane.filter((pl.col("cluster") == cluster) & other(control_plane))
+    same_name_tagged = instance_costs.filter((pl.col("cluster_tag") == cluster) & other(instance_costs))
+    notes = sorted({f"account {a or '?'} region {r or '?'}" for a, r in pl.concat([
+        same_name_plane.select("account_id", "region"), same_name_tagged.select("account_id", "region")]).unique().iter_rows()})
+    warnings = [f"cluster {cluster}: a cluster of the same name in {n} appears in the bill (control plane or "
+                f"cluster-tagged instances); not charged to {cluster} (account {account_id}, region {region})"
+                for n in notes]
+    instance_costs = instance_costs.with_columns(
+        pl.when(other(instance_costs)).then(None).otherwise(pl.col("cluster_tag")).alias("cluster_tag"))
+    return instance_costs, control_plane.filter(~((pl.col("cluster") == cluster) & other(control_plane))), warnings
+
+
 def coverage_end(store: ObjectStore, export_prefix: str, period: str) -> dt.datetime | None:
-    """Return the end of the last hour the delivered CUR of ``period`` covers (None when not delivered)."""
-    keys = [k for k in store.list(f"{export_prefix.strip('/')}/data/BILLING_PERIOD={period}/") if k.endswith(".parquet")]
+    """Return the end of the last hour the current delivery of ``period`` covers (None when not delivered yet)."""
+    try:
+        delivery = data_exports_delivery(store, export_prefix, period, kind="billing", manifest_required=False)
+    except BillingDataError as exc:
+        log.info("billing period %s not (completely) delivered yet: %s", period, exc)
+        return None
     latest: dt.datetime | None = None
-    for key in keys:
+    for key in delivery.keys:
         # Only the usage-start column is read: the check stays cheap on multi-GB monthly files.
-        column = pl.read_parquet(io.BytesIO(store.get(key)), columns=[USAGE_START])[USAGE_START]
+        frame = read_bill_file(store, key, columns=[USAGE_START, "ChargePeriodStart"])
+        column_name = USAGE_START if USAGE_START in frame.columns else "ChargePeriodStart"
+        if column_name not in frame.columns:
+            continue
+        column = frame[column_name]
+        if column.dtype == pl.String:
+            column = column.str.replace(" ", "T").str.to_datetime(time_zone="UTC", strict=False)
         if column.len() and column.max() is not None:
             value = column.max()
             value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

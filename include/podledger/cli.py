@@ -167,13 +167,19 @@ def cmd_rightsize(args: argparse.Namespace) -> int:
     return 0
 
 
+def owned_clusters(cc) -> set[str] | None:  # noqa: ANN001 - a CostCenterConfig
+    """The cluster folders retention may touch: the cost center's own (None: discovery owns its whole prefix)."""
+    return None if cc.discovery is not None else {c.name for c in cc.clusters}
+
+
 def cmd_retention(args: argparse.Namespace) -> int:
     from podledger.retention import apply_retention
 
     cc = load_cost_center(args.cost_center, args.config)
     _, _, prefix = split_uri(cc.storage.uri)
     now = args.now or dt.datetime.now(dt.UTC)
-    deleted = apply_retention(store_for(cc.storage.uri, cc.storage.aws_conn_id), prefix, cc.storage.retention_days, now)
+    deleted = apply_retention(store_for(cc.storage.uri, cc.storage.aws_conn_id), prefix, cc.storage.retention_days, now,
+                              owned_clusters(cc))
     print(f"deleted {len(deleted)} objects older than {cc.storage.retention_days} days under {cc.storage.uri}")
     return 0
 

@@ -35,6 +35,10 @@ class ClusterConfig(_Model):
     # An Airflow pool shared by every cluster read from the same endpoint: its slots bound the window exports
     # running at once against that Prometheus (each runs up to queries_batch_size queries). None: default_pool.
     pool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    # The cluster's cloud identity, (account, region, name): a payer account's bill holds every linked account,
+    # where the same cluster name can exist twice. Unset: derived from the bill rows of the cluster's own nodes.
+    account_id: str | None = Field(None, pattern=r"^[0-9]{12}$")
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
 
     @field_validator("name")
     @classmethod
@@ -254,6 +258,30 @@ def config_path() -> str:
     return os.environ.get(CONFIG_ENV_VAR) or str(SAMPLE_CONFIG)
 
 
+def _storage_folders(cost_center: CostCenterConfig) -> tuple[str, set[str] | None]:
+    """(bucket/prefix, cluster folders or None when discovery may write any folder under the prefix)."""
+    from podledger.storage import split_uri
+
+    scheme, bucket, prefix = split_uri(cost_center.storage.uri)
+    folders = None if cost_center.discovery is not None else {c.name for c in cost_center.clusters}
+    return f"{scheme}://{bucket}/{prefix}".rstrip("/"), folders
+
+
+def _storage_clash(cost_center: CostCenterConfig, others: list[CostCenterConfig]) -> str | None:
+    """Name another cost center writing a cluster folder this one writes (same bucket, prefix and cluster)."""
+    where, mine = _storage_folders(cost_center)
+    for other in others:
+        other_where, theirs = _storage_folders(other)
+        if where != other_where:
+            continue
+        shared = (mine & theirs) if mine is not None and theirs is not None else (mine or theirs or {"*"})
+        if shared:
+            return (f"cost centers {other.name!r} and {cost_center.name!r} both write cluster folder(s) "
+                    f"{sorted(shared)} under {where}: their windows and retention would overwrite each other; "
+                    "give each cost center its own storage.uri prefix")
+    return None
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> ConfigLoad:
     """Read and validate every cost center of a YAML file; one bad cost center does not hide the others."""
     path = str(path or config_path())
@@ -279,6 +307,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ConfigLoad:
             continue
         if cost_center.name in seen:
             errors.append((label, f"{path}: cost center {label}: field 'name': duplicate cost center name"))
+            continue
+        clash = _storage_clash(cost_center, valid)
+        if clash:
+            errors.append((label, f"{path}: cost center {label}: field 'storage.uri': {clash}"))
             continue
         seen.add(cost_center.name)
         valid.append(cost_center)

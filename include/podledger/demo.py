@@ -115,8 +115,8 @@ def run_pipeline_directly(env: dict[str, str], start: dt.datetime, end: dt.datet
 
 def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime) -> bool:
     """Print cost by namespace, the reconciliation with the CUR, and where the data lives; return balanced."""
-    from podledger.allocation import billed_cost
-    from podledger.billing import control_plane_costs, data_transfer_costs, instance_hour_costs, read_cur
+    from podledger.bill_check import bill_lines, cluster_bill
+    from podledger.billing import delivery_keys
     from podledger.cli import store_for
     from podledger.storage import split_uri
     from podledger.warehouse import DuckDBLoader
@@ -133,16 +133,17 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
                    tbl_hide_column_data_types=True):
         print(f"\nCost by namespace, cluster demo-eks, {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC ({cc.billing.cost_basis}):")
         print(by_namespace)
+        # The bill side straight from the delivered files (manifest, DuckDB SQL), not from the allocation's frames;
+        # the allocated side read back from the warehouse.
         _, _, billing_prefix = split_uri(cc.billing.uri)
-        cur = read_cur(store_for(cc.billing.uri, cc.billing.aws_conn_id), billing_prefix, start, end)
-        basis = cc.billing.cost_basis
-        utc = pl.Datetime("us", "UTC")
-        instances = instance_hour_costs(cur, basis, cc.billing.cluster_tag_keys).with_columns(pl.col("hour_start").cast(utc))
-        plane = control_plane_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
-        transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
+        billing_store = store_for(cc.billing.uri, cc.billing.aws_conn_id)
+        keys = delivery_keys(billing_store, billing_prefix, cc.billing.format, start, end)
+        lines = bill_lines(billing_store, keys, fmt=cc.billing.format, basis=cc.billing.cost_basis,
+                           tag_keys=cc.billing.cluster_tag_keys)
         seen = (rows.filter(~pl.col("namespace").is_in(["__unallocated__"])).select("hour_start", "instance_id")
                 .drop_nulls().unique())
-        billed = billed_cost(instances, plane, seen, "demo-eks", transfer).rename({"billed_cost": "cur_cost"})
+        billed = (cluster_bill(lines, seen, cluster="demo-eks", account_id=None, region=None, start=start, end=end)
+                  .group_by("hour_start").agg(pl.col("billed").sum().alias("cur_cost")))
         owners = pl.col("namespace")
         allocated = rows.group_by("hour_start").agg(
             pl.col("total_cost").filter(~owners.str.starts_with("__")).sum().alias("pods"),
@@ -153,8 +154,9 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
             pl.col("total_cost").sum().alias("allocated"))
         recon = allocated.join(billed, on="hour_start", how="full", coalesce=True).fill_null(0.0).with_columns(
             (pl.col("allocated") - pl.col("cur_cost")).alias("difference")).sort("hour_start")
-        print("\nReconciliation per hour (Σ pods + idle + unallocated + overhead vs the CUR cost of the cluster's "
-              "instances, their data transfer and its control plane):")
+        print("\nReconciliation per hour (Σ pods + idle + unallocated + overhead, read back from the warehouse, vs the "
+              "cluster's instances, their data transfer and its control plane summed from the CUR files the "
+              "manifest lists):")
         print(recon.with_columns(pl.col("hour_start").dt.strftime("%Y-%m-%d %H:%M"),
                                  *(pl.col(c).round(6) for c in recon.columns if c != "hour_start")))
     total_alloc, total_cur = recon["allocated"].sum(), recon["cur_cost"].sum()

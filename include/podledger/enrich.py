@@ -20,6 +20,7 @@ import polars as pl
 
 from podledger.allocation import allocate_hour, billed_cost, reconcile
 from podledger.billing import (
+    cluster_identity,
     control_plane_costs,
     data_transfer_costs,
     entries_of_maps,
@@ -27,6 +28,7 @@ from podledger.billing import (
     read_cur,
     read_focus,
     read_legacy_cur,
+    scope_to_cluster,
 )
 from podledger.catalog import CATALOG_BY_NAME, MAX_COLUMNS
 from podledger.config import ClusterConfig, CostCenterConfig
@@ -97,6 +99,11 @@ def combine_windows(per_window: list[dict[str, pl.DataFrame]]) -> dict[str, pl.D
     return merged
 
 
+def day_plane(control_plane: pl.DataFrame, day: list[dt.datetime]) -> pl.DataFrame:
+    """The control-plane rows of one day's hours."""
+    return control_plane.filter(pl.col("hour_start").is_between(day[0], day[-1] + dt.timedelta(hours=1), closed="left"))
+
+
 def hours_of(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
     """Return the hour starts in [start, end)."""
     start, end = to_utc(start), to_utc(end)
@@ -121,7 +128,8 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         raise ValueError(f"cluster {cluster.name}: empty hour range {start} .. {end}")
     # 1. the bill of the range, priced per node-hour (FOCUS scale-set rows are shared per day, below)
     billing_end = hours[-1] + dt.timedelta(hours=1)
-    empty_plane = pl.DataFrame(schema={"hour_start": utc, "cluster": pl.String, "cost": pl.Float64, "currency": pl.String})
+    empty_plane = pl.DataFrame(schema={"hour_start": utc, "cluster": pl.String, "region": pl.String,
+                                       "account_id": pl.String, "cost": pl.Float64, "currency": pl.String})
     if cost_center.billing.format == "focus":
         cur = read_focus(billing_store, billing_prefix, hours[0], billing_end)
         control_plane = empty_plane
@@ -131,7 +139,9 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         cur = reader(billing_store, billing_prefix, hours[0], billing_end)
         control_plane = control_plane_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
         transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
-    rows, node_parts, cost_parts = [], [], []
+    rows, node_parts, cost_parts, plane_parts = [], [], [], []
+    identity_notes: set[str] = set()
+    identity: tuple[str | None, str | None] = (cluster.account_id, cluster.region)
     # 2. day by day (memory bounded by one day of one cluster): read the exported metrics, allocate each hour
     for first in range(0, len(hours), 24):
         day = hours[first:first + 24]
@@ -150,15 +160,24 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
             costs = instance_hour_costs(cur.filter(pl.col("hour_start").cast(utc).is_between(
                 day[0], day[-1] + dt.timedelta(hours=1), closed="left")), basis, cost_center.billing.cluster_tag_keys)
         costs = costs.with_columns(pl.col("hour_start").cast(utc))
+        # The cluster is (account, region, name): another linked account's same-name cluster is never ours.
+        account, region = cluster_identity(costs, nodes, cluster.account_id, cluster.region)
+        identity = (account or identity[0], region or identity[1])
+        costs, plane, notes = scope_to_cluster(costs, day_plane(control_plane, day), cluster.name, account, region)
+        identity_notes.update(notes)
+        plane_parts.append(plane)
         for hour, frames in hour_frames:
             rows.append(allocate_hour(frames, hour=hour, cost_center=cost_center.name, cluster=cluster.name,
-                                      instance_costs=costs, control_plane=control_plane,
+                                      instance_costs=costs, control_plane=plane,
                                       options=cost_center.allocation, cost_basis=basis, transfer_costs=transfer))
             log.info("cluster %s hour %s: %d rows", cluster.name, f"{hour:%Y-%m-%dT%H}Z", rows[-1].height)
         node_parts.append(nodes)
         cost_parts.append(costs)
     nodes = pl.concat(node_parts)
     instance_costs = pl.concat(cost_parts, how="diagonal_relaxed")
+    control_plane = pl.concat(plane_parts, how="diagonal_relaxed")
+    for note in sorted(identity_notes):
+        log.warning("%s", note)
     all_rows = pl.concat(rows)
     # 4. check the bill, reconcile every hour
     findings = check_billing(cur, instance_costs, nodes, cluster=cluster.name, source=cost_center.billing.uri)
@@ -175,6 +194,23 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
         raise ReconciliationError(
             f"cost center {cost_center.name}, cluster {cluster.name}: {bad.height} hour(s) do not reconcile; first "
             f"{first['hour_start']:%Y-%m-%dT%H}Z allocated {first['allocated_cost']:.10f} vs billed {first['billed_cost']:.10f}")
+    # 5. independently: the same money straight from the bill's files, per cluster-hour and per node-hour
+    if check:
+        from podledger.bill_check import bill_lines, check_against_bill, cluster_bill
+        from podledger.billing import delivery_keys
+
+        fmt = cost_center.billing.format
+        keys = delivery_keys(billing_store, billing_prefix, fmt, hours[0], billing_end)
+        tag_keys = (cost_center.billing.focus_cluster_tag_keys if fmt == "focus" else cost_center.billing.cluster_tag_keys)
+        lines = bill_lines(billing_store, keys, fmt=fmt, basis=basis, tag_keys=tag_keys)
+        bill = cluster_bill(lines, nodes, cluster=cluster.name, account_id=identity[0], region=identity[1],
+                            start=hours[0], end=billing_end)
+        options = cost_center.allocation
+        per_node = fmt != "focus" and not (options.idle == "separate" and options.idle_by == "cluster")
+        independent = check_against_bill(all_rows, bill, cost_center=cost_center.name, cluster=cluster.name,
+                                         per_node=per_node, sources=[f"{billing_store.scheme}://{billing_store.bucket}/{k}"
+                                                                     for k in keys])
+        report = report.join(independent.select("hour_start", "billed_from_files"), on="hour_start", how="left")
     mine = instance_costs.filter(pl.col("instance_id").is_in(all_rows["instance_id"].drop_nulls().unique().implode()))
     region = mine["region"].drop_nulls().mode().first() if mine.height and mine["region"].drop_nulls().len() else "us-east-1"
     account = mine["account_id"].drop_nulls().mode().first() if mine.height and mine["account_id"].drop_nulls().len() else ""

@@ -33,7 +33,7 @@ from podledger.catalog import (
     render,
 )
 from podledger.config import ClusterConfig, CostCenterConfig
-from podledger.exceptions import QueryTooLarge
+from podledger.exceptions import ExportIncompleteError, QueryTooLarge
 from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
 from podledger.promclient import QueryResult, instant_query, range_query
 from podledger.shards import Shard, shard_label
@@ -287,6 +287,18 @@ def enabled_metrics(cost_center: CostCenterConfig) -> tuple[MetricSpec, ...]:
     return tuple(spec for spec in CATALOG if spec.name not in cost_center.metrics.disable)
 
 
+def _check_owner(store: ObjectStore, key: str, cost_center: str) -> None:
+    """Refuse to overwrite a window another cost center exported (two cost centers sharing a folder)."""
+    try:
+        owner = json.loads(store.get(key)).get("cost_center")
+    except (ValueError, AttributeError):
+        return  # an unreadable manifest marks nothing complete: the window is re-exported
+    if owner and owner != cost_center:
+        raise ExportIncompleteError(
+            f"{store.scheme}://{store.bucket}/{key} belongs to cost center {owner!r}, not {cost_center!r}: two cost "
+            "centers write the same cluster folder; give each its own storage.uri prefix")
+
+
 def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
                   window: Window, *, metrics: tuple[MetricSpec, ...] | None = None) -> dict[str, Any]:
     """Export one cluster-window and return its manifest; the manifest is written only after every file.
@@ -301,7 +313,9 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
     cluster_label = cost_center.cluster_label if cluster.cluster_label_value is not None else None
     started = time.perf_counter()
     m_key = manifest_key(prefix, cluster.name, window)
-    store.delete([m_key] if store.exists(m_key) else [])
+    if store.exists(m_key):
+        _check_owner(store, m_key, cost_center.name)
+        store.delete([m_key])
 
     def run(spec: MetricSpec) -> MetricFrame:
         frame = query_metric(client, spec, cluster, window, cluster_label=cluster_label,

@@ -69,6 +69,64 @@ def check_columns(frame: pl.DataFrame, source: str) -> None:
         raise BillingDataError(f"{source}: FOCUS columns missing: {missing}; export FOCUS 1.0 or later")
 
 
+COST_COLUMNS = (EFFECTIVE_COST, BILLED_COST, LIST_COST, "ContractedCost")
+TIME_COLUMNS = (CHARGE_PERIOD_START, "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd")
+TAGS = "Tags"
+
+
+def _utc(column: str) -> pl.Expr:
+    """FOCUS timestamps as exported: ``2024-09-18 22:00:00`` (UTC, no zone) or ISO 8601 with ``Z`` / ``+00:00``."""
+    text = pl.col(column).str.strip_chars().str.replace(" ", "T").str.replace(r"(Z|[+-]00:?00)$", "")
+    return text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_zone="UTC", strict=False)
+
+
+def normalise_focus(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Give a FOCUS file (Parquet or CSV) podledger's types: UTC timestamps, Float64 costs, Tags as JSON or entries.
+
+    A value that does not parse (a cost that is not a number, a date that is not a date, Tags that are not a JSON
+    object) is an error naming the file, the column and the first bad value: it would change the money.
+    """
+    fixes = []
+    for column in TIME_COLUMNS:
+        if column not in frame.columns:
+            continue
+        dtype = frame.schema[column]
+        if dtype == pl.String:
+            fixes.append((column, _utc(column)))
+        elif isinstance(dtype, pl.Datetime):
+            fixes.append((column, pl.col(column).dt.replace_time_zone(None).dt.replace_time_zone("UTC")
+                          if dtype.time_zone is None else pl.col(column).dt.convert_time_zone("UTC")))
+    for column in COST_COLUMNS:
+        if column in frame.columns:
+            fixes.append((column, pl.col(column).cast(pl.Float64, strict=False)))
+    converted = frame.with_columns(expr.alias(column) for column, expr in fixes)
+    for column, _ in fixes:
+        bad = frame.filter(pl.col(column).is_not_null() & converted[column].is_null())
+        if bad.height:
+            raise BillingDataError(f"{source}: column {column} has {bad.height} value(s) that are not "
+                                   f"{'timestamps' if column in TIME_COLUMNS else 'numbers'}, first "
+                                   f"{str(bad[column][0])[:80]!r}: the file is damaged or not FOCUS")
+    if TAGS in converted.columns and converted.schema[TAGS] == pl.String:
+        text = pl.col(TAGS).str.strip_chars()
+        bad = converted.filter(text.is_not_null() & (text != "") & ~text.str.starts_with("{"))
+        if bad.height:
+            raise BillingDataError(f"{source}: column Tags has {bad.height} value(s) that are not JSON objects, first "
+                                   f"{bad[TAGS][0][:80]!r}; FOCUS Tags are a JSON object or a map")
+    return converted
+
+
+def tag_value(keys: tuple[str, ...], dtype: pl.DataType | None) -> pl.Expr:
+    """The first of ``keys`` found in a FOCUS ``Tags`` column: a JSON object string or (key, value) entries."""
+    if not keys or dtype is None:
+        return pl.lit(None, pl.String)
+    if dtype == pl.String:
+        return pl.coalesce([pl.col(TAGS).str.json_path_match("$['" + k.replace("'", "\\'") + "']") for k in keys])
+    if isinstance(dtype, pl.List):
+        return (pl.col(TAGS).list.eval(pl.element().filter(pl.element().struct.field("key").is_in(list(keys)))
+                                       .struct.field("value")).list.first())
+    raise BillingDataError(f"FOCUS Tags column of type {dtype}: expected a JSON object string or a map")
+
+
 def focus_instance_costs(focus: pl.DataFrame, basis: str, node_keys: pl.DataFrame | None = None,
                          cluster_tag_keys: tuple[str, ...] = ()) -> pl.DataFrame:
     """Return one row per (node key, hour) with the cost of its compute usage, like ``instance_hour_costs``.
@@ -88,11 +146,7 @@ def focus_instance_costs(focus: pl.DataFrame, basis: str, node_keys: pl.DataFram
            .then(pl.concat_str([pl.col(ZONE).str.to_lowercase(), pl.col(RESOURCE_NAME).str.to_lowercase()], separator="/"))
            .otherwise(pl.col(RESOURCE_ID).str.to_lowercase()))
     hour = pl.col(CHARGE_PERIOD_START).cast(pl.Datetime("us", "UTC")).dt.truncate("1h")
-    if "Tags" in focus.columns and cluster_tag_keys and isinstance(focus.schema["Tags"], pl.List):
-        tag = pl.col("Tags").list.eval(pl.element().filter(pl.element().struct.field("key").is_in(list(cluster_tag_keys)))
-                                       .struct.field("value")).list.first()
-    else:
-        tag = pl.lit(None, pl.String)
+    tag = tag_value(cluster_tag_keys, focus.schema.get(TAGS))
     rows = (focus.lazy()
             .filter((pl.col(CHARGE_CATEGORY) == "Usage") & (pl.col(SERVICE_CATEGORY) == "Compute")
                     & pl.col(RESOURCE_ID).is_not_null())

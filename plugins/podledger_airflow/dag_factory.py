@@ -192,8 +192,9 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             from podledger.retention import apply_retention
             from podledger_airflow.stores import S3HookStore
 
+            own = None if cost_center.discovery is not None else {c.name for c in cost_center.clusters}
             deleted = apply_retention(S3HookStore(bucket, cost_center.storage.aws_conn_id), prefix,
-                                      cost_center.storage.retention_days, context["data_interval_end"])
+                                      cost_center.storage.retention_days, context["data_interval_end"], own)
             return len(deleted)
 
         items = plan()
