@@ -159,8 +159,8 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
                   instance_costs: pl.DataFrame, control_plane: pl.DataFrame, options: AllocationConfig,
                   cost_basis: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
     """Return every allocation row of one cluster-hour (pods and sentinels), in OUTPUT_SCHEMA order."""
-    pods = pod_hours(frames)
-    nodes = node_hours(frames, options.capacity)
+    pods = pod_hours(frames, options.accelerators)
+    nodes = node_hours(frames, options.capacity, options.accelerators)
     costs = instance_costs.filter(pl.col("hour_start") == hour)
     transfer = (transfer_costs.filter(pl.col("hour_start") == hour).select("instance_id", "cost")
                 if transfer_costs is not None else pl.DataFrame(schema={"instance_id": pl.String, "cost": pl.Float64}))

@@ -56,7 +56,20 @@ POD_NETWORK_FILTER = 'container="",pod!=""'
 
 POD_KEYS = ("namespace", "pod", "uid")
 CONTAINER_KEYS = ("namespace", "pod", "uid", "container", "node")
-USAGE_KEYS = ("namespace", "pod", "container")
+# cAdvisor series carry no uid label, but their cgroup path (``id``) holds the pod UID: with the cgroupfs driver
+# ``/kubepods/burstable/pod<uid-with-dashes>/<container>``, with systemd
+# ``…/kubepods-burstable-pod<uid_with_underscores>.slice/cri-containerd-<id>.scope``. Copied into ``uid`` (the
+# underscores are turned into dashes by the reader): a pod recreated under the same name is a new incarnation.
+UID_FROM_CGROUP = ".*pod([0-9a-f]+[-_][0-9a-f]+[-_][0-9a-f]+[-_][0-9a-f]+[-_][0-9a-f]+).*"
+USAGE_KEYS = ("namespace", "pod", "uid", "container")
+# kube-state-metrics names extended resources with / and . turned into _ (nvidia.com/gpu -> nvidia_com_gpu).
+NOT_ALLOCATED = "pods|ephemeral_storage|attachable_volumes_.+|hugepages_.+"
+DCGM_GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+
+
+def with_uid(expr: str) -> str:
+    """Label ``expr``'s series with the pod UID read from their cgroup path (see UID_FROM_CGROUP)."""
+    return f'label_replace({expr}, "uid", "$1", "id", "{UID_FROM_CGROUP}")'
 
 
 def _sum_seconds(selector: str, by: tuple[str, ...]) -> str:
@@ -103,20 +116,25 @@ class MetricSpec:
 def _requests(name: str, metric: str, resource: str, unit: str, required: bool = True) -> MetricSpec:
     # Value-seconds only: the average request is this over the pod's seconds present (pod_running), so a
     # container whose ``node`` label changed in the window (Pending, then scheduled) adds up to one request.
-    sel = f'{metric}{{{{resource="{resource}"{{sel}}}}}}'
+    if resource == "extended":  # every extended resource (accelerators): the config picks which ones count
+        sel = f'{metric}{{{{resource!~"cpu|memory|{NOT_ALLOCATED}"{{sel}}}}}}'
+        keys = (*CONTAINER_KEYS, "resource")
+    else:
+        sel = f'{metric}{{{{resource="{resource}"{{sel}}}}}}'
+        keys = CONTAINER_KEYS
     return MetricSpec(
         name=name,
         source=metric,
-        keys=CONTAINER_KEYS,
-        columns={f"request_{unit}_seconds": _sum_seconds(sel, CONTAINER_KEYS)},
+        keys=keys,
+        columns={f"request_{unit}_seconds": _sum_seconds(sel, keys)},
         required=required,
         doc=f"{resource} requests per container: {unit}-seconds (divide by pod_running.present_seconds)",
-        group="gpu" if resource == "nvidia_com_gpu" else "core",
+        group="gpu" if resource == "extended" else "core",
     )
 
 
 def _capacity(name: str, metric: str, required: bool) -> MetricSpec:
-    sel = f'{metric}{{{{resource=~"cpu|memory|nvidia_com_gpu"{{sel}}}}}}'
+    sel = f'{metric}{{{{resource!~"{NOT_ALLOCATED}"{{sel}}}}}}'
     keys = ("node", "resource")
     return MetricSpec(
         name=name,
@@ -124,7 +142,7 @@ def _capacity(name: str, metric: str, required: bool) -> MetricSpec:
         keys=keys,
         columns={"unit_seconds": _sum_seconds(sel, keys), "present_seconds": _count_seconds(sel, keys)},
         required=required,
-        doc="node cpu (cores), memory (bytes), nvidia_com_gpu: unit-seconds and seconds present",
+        doc="node cpu (cores), memory (bytes) and extended resources (accelerators): unit-seconds and seconds present",
     )
 
 
@@ -143,8 +161,9 @@ def _labels(name: str, metric: str, keys: tuple[str, ...]) -> MetricSpec:
 
 def _network(name: str, metric: str, verb: str) -> MetricSpec:
     # Each interface appears on the pod cgroup and the sandbox: max per interface, then sum.
-    return MetricSpec(name=name, source=metric, keys=("namespace", "pod"),
-                      columns={"bytes": "sum by (namespace, pod) (max by (namespace, pod, interface) ({delta}))"},
+    return MetricSpec(name=name, source=metric, keys=("namespace", "pod", "uid"),
+                      columns={"bytes": "sum by (namespace, pod, uid) (max by (namespace, pod, uid, interface) ("
+                                        f"{with_uid('{delta}')}))"},
                       counter=f"{metric}{{{{{POD_NETWORK_FILTER}{{sel}}}}}}",
                       doc=f"bytes {verb} per pod (max over the pod-cgroup and sandbox copies of each interface)")
 
@@ -155,6 +174,9 @@ def _info(name: str, metric: str, keys: tuple[str, ...]) -> MetricSpec:
 
 
 NODE_INFO_KEYS = ("node", "provider_id", "internal_ip", "kubelet_version")
+POD_INFO_KEYS = ("namespace", "pod", "uid", "node", "created_by_kind", "created_by_name")
+_MEMORY_SUM = f"sum_over_time({CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}[{{range}}])"
+_MEMORY_MAX = f"max_over_time({CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}[{{range}}])"
 
 CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
@@ -168,9 +190,10 @@ CATALOG: tuple[MetricSpec, ...] = (
     _capacity("node_allocatable", KUBE_NODE_ALLOCATABLE, required=False),
     _requests("cpu_requests", KUBE_REQUESTS, "cpu", "core"),
     _requests("memory_requests", KUBE_REQUESTS, "memory", "byte"),
-    _requests("gpu_requests", KUBE_REQUESTS, "nvidia_com_gpu", "gpu", required=False),
-    _requests("init_cpu_requests", KUBE_INIT_REQUESTS, "cpu", "core"),
-    _requests("init_memory_requests", KUBE_INIT_REQUESTS, "memory", "byte"),
+    _requests("gpu_requests", KUBE_REQUESTS, "extended", "gpu", required=False),
+    # A cluster without init containers answers these with nothing: normal, not an error.
+    _requests("init_cpu_requests", KUBE_INIT_REQUESTS, "cpu", "core", required=False),
+    _requests("init_memory_requests", KUBE_INIT_REQUESTS, "memory", "byte", required=False),
     MetricSpec(
         name="init_container_info",
         source=KUBE_INIT_INFO,
@@ -189,13 +212,14 @@ CATALOG: tuple[MetricSpec, ...] = (
         columns={"running_seconds": _sum_seconds(f'{KUBE_POD_PHASE}{{{{phase="Running"{{sel}}}}}}', POD_KEYS),
                  "present_seconds": _count_seconds(f'{KUBE_POD_PHASE}{{{{phase="Running"{{sel}}}}}}', POD_KEYS)},
         doc="seconds each pod was Running, and seconds its object existed (requests of Completed pods keep "
-            "being exported until deletion)",
+            "being exported until deletion); absent (not in the seed's 16 metrics): presence from kube_pod_info",
+        required=False,
     ),
     MetricSpec(
         name="cpu_usage",
         source=CADVISOR_CPU,
         keys=USAGE_KEYS,
-        columns={"usage_core_seconds": "sum by (namespace, pod, container) ({delta})"},
+        columns={"usage_core_seconds": f"sum by (namespace, pod, uid, container) ({with_uid('{delta}')})"},
         counter=f"{CADVISOR_CPU}{{{{{CONTAINER_FILTER}{{sel}}}}}}",
         doc="CPU core-seconds used per container (exact counter increase inside the window)",
     ),
@@ -204,15 +228,25 @@ CATALOG: tuple[MetricSpec, ...] = (
         source=CADVISOR_MEMORY,
         keys=USAGE_KEYS,
         columns={
-            "usage_byte_seconds": _sum_seconds(f"{CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}", USAGE_KEYS),
-            "peak_bytes": f"max by (namespace, pod, container) "
-                          f"(max_over_time({CADVISOR_MEMORY}{{{{{CONTAINER_FILTER}{{sel}}}}}}[{{range}}]))",
+            "usage_byte_seconds": f"sum by (namespace, pod, uid, container) ({with_uid(_MEMORY_SUM)}) * {{interval}}",
+            "peak_bytes": f"max by (namespace, pod, uid, container) ({with_uid(_MEMORY_MAX)})",
         },
         doc="working-set byte-seconds and peak bytes per container",
     ),
     _network("network_transmit", CADVISOR_NET_TX, "sent"),
     _network("network_receive", CADVISOR_NET_RX, "received"),
-    _info("pod_info", KUBE_POD_INFO, ("namespace", "pod", "uid", "node", "created_by_kind", "created_by_name")),
+    MetricSpec(
+        name="pod_info", source=KUBE_POD_INFO, keys=POD_INFO_KEYS, required=False, group="owners",
+        columns={"value": _last(f"{KUBE_POD_INFO}{{{{{{sel_bare}}}}}}", POD_INFO_KEYS),
+                 "present_seconds": _count_seconds(f"{KUBE_POD_INFO}{{{{{{sel_bare}}}}}}", POD_INFO_KEYS)},
+        doc="pods with their uid and node, and seconds present on each node (a uid seen on two nodes in an hour is "
+            "split by time; without kube_pod_status_phase, presence is the pod's running time)"),
+    MetricSpec(
+        name="gpu_usage", source=DCGM_GPU_UTIL, keys=("namespace", "pod"), required=False, group="gpu",
+        columns={"usage_gpu_seconds": f'sum by (namespace, pod) (sum_over_time({DCGM_GPU_UTIL}{{{{pod!=""{{sel}}}}}}'
+                                      "[{range}])) * {interval} / 100"},
+        doc="GPU-seconds used per pod from NVIDIA's DCGM exporter (utilisation % of each GPU x time / 100); "
+            "allocated GPU = max(request, usage), as in AWS's accelerated example"),
     _info("pod_owner", KUBE_POD_OWNER, ("namespace", "pod", "uid", "owner_kind", "owner_name")),
     _info("replicaset_owner", KUBE_REPLICASET_OWNER, ("namespace", "replicaset", "owner_kind", "owner_name")),
     _info("job_owner", KUBE_JOB_OWNER, ("namespace", "job_name", "owner_kind", "owner_name")),
@@ -224,11 +258,12 @@ CATALOG: tuple[MetricSpec, ...] = (
 # Raw mode: the series behind each rollup, fetched at a step (for consumers of the seed's raw files).
 RAW_SELECTORS = {
     "node_info": f"{KUBE_NODE_INFO}{{{{{{sel_bare}}}}}}",
-    "node_capacity": f'{KUBE_NODE_CAPACITY}{{{{resource=~"cpu|memory|nvidia_com_gpu"{{sel}}}}}}',
-    "node_allocatable": f'{KUBE_NODE_ALLOCATABLE}{{{{resource=~"cpu|memory|nvidia_com_gpu"{{sel}}}}}}',
+    "node_capacity": f'{KUBE_NODE_CAPACITY}{{{{resource!~"{NOT_ALLOCATED}"{{sel}}}}}}',
+    "node_allocatable": f'{KUBE_NODE_ALLOCATABLE}{{{{resource!~"{NOT_ALLOCATED}"{{sel}}}}}}',
     "cpu_requests": f'{KUBE_REQUESTS}{{{{resource="cpu"{{sel}}}}}}',
     "memory_requests": f'{KUBE_REQUESTS}{{{{resource="memory"{{sel}}}}}}',
-    "gpu_requests": f'{KUBE_REQUESTS}{{{{resource="nvidia_com_gpu"{{sel}}}}}}',
+    "gpu_requests": f'{KUBE_REQUESTS}{{{{resource!~"cpu|memory|{NOT_ALLOCATED}"{{sel}}}}}}',
+    "gpu_usage": f'{DCGM_GPU_UTIL}{{{{pod!=""{{sel}}}}}}',
     "init_cpu_requests": f'{KUBE_INIT_REQUESTS}{{{{resource="cpu"{{sel}}}}}}',
     "init_memory_requests": f'{KUBE_INIT_REQUESTS}{{{{resource="memory"{{sel}}}}}}',
     "init_container_info": f"{KUBE_INIT_INFO}{{{{{{sel_bare}}}}}}",

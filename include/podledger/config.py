@@ -106,6 +106,10 @@ class AllocationConfig(_Model):
     cpu_weight: float = Field(9.0, gt=0)
     memory_weight: float = Field(1.0, gt=0)
     gpu_weight: float = Field(9.0, gt=0)
+    # Accelerator resources (Kubernetes names): a node with any of them is priced with the accelerator weights,
+    # and pods' requests of them (and DCGM usage) are their GPU-hours.
+    accelerators: tuple[str, ...] = ("nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron",
+                                     "aws.amazon.com/neuroncore", "habana.ai/gaudi")
     idle: Literal["redistribute", "separate"] = "redistribute"
     # With idle: separate, keep one __idle__ row per node (default) or one per cluster-hour.
     idle_by: Literal["node", "cluster"] = "node"

@@ -150,7 +150,7 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
             windows = plan_windows(hour, hour + dt.timedelta(hours=1), cost_center.time_frame_seconds)
             hour_frames.append((hour, combine_windows([read_window_frames(metrics_store, metrics_prefix, cluster.name, w)
                                                        for w in windows])))
-        nodes = pl.concat([node_hours(f, cost_center.allocation.capacity).select(
+        nodes = pl.concat([node_hours(f, cost_center.allocation.capacity, cost_center.allocation.accelerators).select(
             pl.lit(h).cast(utc).alias("hour_start"), "instance_id") for h, f in hour_frames])
         if cost_center.billing.format == "focus":
             day_cur = cur.filter(pl.col("ChargePeriodStart").cast(utc).is_between(day[0], day[-1] + dt.timedelta(hours=1),

@@ -106,6 +106,20 @@ def check_manifest(manifest: dict) -> list[Finding]:
             add(WARNING, "labels_missing", name, f"{spec.source} is empty: rows will carry no {name.split('_')[0]} labels",
                 f"start kube-state-metrics with {LABELS_FLAG}")
 
+    # Pod presence changes every cent: without it every node-hour would be idle.
+    def rows(name: str) -> int:
+        return (metrics.get(name) or {}).get("rows", 0)
+
+    if rows("pod_running") == 0 and rows("pod_info") == 0:
+        add(ERROR, "pod_presence_missing", "pod_running",
+            "neither kube_pod_status_phase nor kube_pod_info returned series: no pod is known to run, so every cent "
+            "of every node-hour would go to __idle__",
+            "scrape kube-state-metrics' pod collector (kube_pod_info, and kube_pod_status_phase if you can)")
+    elif rows("pod_running") == 0:
+        add(WARNING, "pod_phase_missing", "pod_running",
+            "kube_pod_status_phase returned no series (it is not among the seed's 16 metrics): running time is taken "
+            "from kube_pod_info, so a Completed pod that is not deleted yet counts as running until it is",
+            "keep kube_pod_status_phase in the Prometheus allow-list for exact running time")
     duplicates = probes.get("duplicate_scrapes", [])
     if duplicates:
         add(ERROR, "duplicate_scrapes", "cpu_usage",
@@ -162,7 +176,9 @@ def check_window_data(manifest: dict, frames: dict[str, pl.DataFrame]) -> list[F
                 "check Prometheus and kube-state-metrics uptime for the window (usage in the gap is not counted); if "
                 "every window shows the same share, the configured scrape_interval_seconds is smaller than the real one")
 
-    running = frames.get("pod_running")
+    from podledger.usage import pod_presence
+
+    running = pod_presence(frames)
     if running is not None and running.height:
         running = running.filter(pl.col("running_seconds") > 0).select("namespace", "pod", "uid")
         info = frames.get("pod_info")

@@ -120,14 +120,18 @@ class Standalone:
         raise AssertionError(f"{dag_id}: timed out; runs {[(r['dag_run_id'], r['state']) for r in self.runs(dag_id)]}")
 
     def task_failures(self, dag_id: str, run_id: str) -> str:
-        tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json().get("task_instances", [])
-        failed = [t for t in tis if t["state"] in ("failed", "upstream_failed")]
+        """The log of the first task that failed in the run (not one that was merely upstream_failed)."""
+        from urllib.parse import quote
+
+        run = quote(run_id, safe="")
+        tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run}/taskInstances").json().get("task_instances", [])
+        failed = [t for t in tis if t["state"] == "failed"] or [t for t in tis if t["state"] == "upstream_failed"]
         if not failed:
             return "no failed task"
         t = failed[0]
-        log = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{t['task_id']}/logs/{max(t['try_number'], 1)}",
+        log = self.api("GET", f"/dags/{dag_id}/dagRuns/{run}/taskInstances/{t['task_id']}/logs/{max(t['try_number'], 1)}",
                        params={"map_index": t["map_index"]})
-        return f"task {t['task_id']}[{t['map_index']}]: {log.text[-3000:]}"
+        return f"task {t['task_id']}[{t['map_index']}] {t['state']}: {log.text[-3000:]}"
 
     def stop(self) -> None:
         """SIGINT to standalone (it stops its components); SIGKILL the process group if anything is left."""
