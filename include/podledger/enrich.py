@@ -37,7 +37,7 @@ from podledger.focus import focus_instance_costs
 from podledger.layout import Window, manifest_key, plan_windows, to_utc
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore, split_uri
-from podledger.usage import node_hours
+from podledger.usage import node_hours, pod_presence
 from podledger.validate import check_billing
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,12 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
             windows = plan_windows(hour, hour + dt.timedelta(hours=1), cost_center.time_frame_seconds)
             hour_frames.append((hour, combine_windows([read_window_frames(metrics_store, metrics_prefix, cluster.name, w)
                                                        for w in windows])))
+        for hour, frames in hour_frames:
+            if pod_presence(frames) is None and node_hours(frames).height:
+                raise ExportIncompleteError(
+                    f"cluster {cluster.name}, hour {hour:%Y-%m-%dT%H}Z: neither kube_pod_status_phase nor kube_pod_info "
+                    "was exported, so no pod is known to run and every cent would go to __idle__; scrape "
+                    "kube-state-metrics' pod collector and re-export the window with force")
         nodes = pl.concat([node_hours(f, cost_center.allocation.capacity, cost_center.allocation.accelerators).select(
             pl.lit(h).cast(utc).alias("hour_start"), "instance_id") for h, f in hour_frames])
         if cost_center.billing.format == "focus":

@@ -97,3 +97,76 @@ def test_split_line_items_match_the_aws_example():
     assert total == pytest.approx(0.229199, abs=1e-6)
     assert pod1["split_line_item_public_on_demand_split_cost"].sum() == pytest.approx(1.25 * pod1["split_line_item_split_cost"].sum())
     assert items["split_line_item_split_cost"].sum() + items["split_line_item_unused_cost"].sum() == pytest.approx(1.0)
+
+
+# AWS's accelerated-instance example (example-accelerated-instances.html): a p3.16xlarge (8 GPU, 64 vCPU, 488 GB),
+# $10 an hour, four pods in two namespaces, weights GPU 9 : (CPU 0.9 : memory 0.1).
+P3_PODS = [  # name, namespace, GPU requested, GPU used (DCGM), vCPU requested, used, GB requested, used
+    ("gpu-pod1", "namespace1", 1, 1.0, 8, 4, 60, 30), ("gpu-pod2", "namespace1", 2, 1.5, 16, 20, 120, 100),
+    ("gpu-pod3", "namespace2", 1, 0.5, 8, 8, 60, 60), ("gpu-pod4", "namespace2", 0, 0.8, 4, 2, 30, 40),
+]
+
+
+def accelerated_example_cluster() -> Cluster:
+    start = int(SYNTH_START.timestamp())
+    node = Node("ip-10-0-0-20.ec2.internal", "i-0aws0example0p316", "p3.16xlarge", "us-east-1a", "on_demand", 64, 488, 8,
+                10.0, "10.0.0.20", {"node_kubernetes_io_instance_type": "p3.16xlarge"})
+    pods = [Pod(ns, name, stable_uid("p3", name), node.name, start, start + 3600,
+                [Container("app", "app", "example/train:1", cpu_req, int(mem_req * GIB), cpu_used, int(mem_used * GIB),
+                           gpu_request=gpu_req, flat=True)], "", "", {"app": name}, gpu_util=gpu_used)
+            for name, ns, gpu_req, gpu_used, cpu_req, cpu_used, mem_req, mem_used in P3_PODS]
+    return Cluster("example-eks", start, start + 3600, [node], pods, namespace_labels={"namespace1": {}, "namespace2": {}})
+
+
+def aws_rule(cost: float, capacity: dict[str, float], weights: dict[str, float], pods: list[dict]) -> dict[str, float]:
+    """AWS's steps 1-4 as the example states them, written out here (not podledger's code)."""
+    unit = cost / sum(weights[r] * capacity[r] for r in weights)  # Step 1
+    allocated = {p["pod"]: {r: max(p[f"{r}_reserved"], p[f"{r}_used"]) for r in weights} for p in pods}  # Step 2
+    total = {r: sum(a[r] for a in allocated.values()) for r in weights}
+    unused = {r: max(capacity[r] - total[r], 0.0) for r in weights}
+    result = {}
+    for pod, alloc in allocated.items():  # Steps 3-4: split cost at the split usage ratio, unused shared by allocation
+        split = sum(alloc[r] / max(capacity[r], total[r]) * capacity[r] * weights[r] * unit for r in weights)
+        share = sum(alloc[r] / total[r] * unused[r] * weights[r] * unit for r in weights if total[r])
+        result[pod] = split + share
+    return result
+
+
+def test_aws_accelerated_example_through_prometheus_export_and_cur(stack_env, tmp_path, moto):
+    from podledger.demo import ensure_bucket, upload_tree
+
+    cluster = accelerated_example_cluster()
+    with (tmp_path / "p3.om").open("w") as out:
+        write_openmetrics(cluster, out)
+    table, _ = build_cur(cluster)
+    write_cur_export(table, tmp_path / "cur", EXPORT_NAME)
+    load_blocks(tmp_path / "p3.om", tmp_path / "tsdb")
+    server = start_prometheus(tmp_path / "tsdb", tmp_path)
+    try:
+        ensure_bucket(moto, "aws-p3")
+        upload_tree(moto, "aws-p3-billing", "cur", tmp_path / "cur")
+        cc = make_cost_center("aws-p3", clusters=[{"name": "example-eks", "prometheus_conn_id": "x"}],
+                              billing={"uri": "s3://aws-p3-billing/cur/podledger-cur"})
+        store = FsspecStore("s3", "aws-p3", s3_options(moto.url))
+        window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
+        export_window(prometheus_client(server), store, cc, cc.clusters[0], window)
+    finally:
+        server.stop()
+    result = enrich_cluster(cc, cc.clusters[0], window.start, window.end, metrics_store=store,
+                            billing_store=FsspecStore("s3", "aws-p3-billing", s3_options(moto.url)))
+    pods = result.rows.filter(~pl.col("namespace").str.starts_with("__"))
+    # Step 1 as AWS prints it: unit $10 / (9×8 + 0.1×488 + 0.9×64) = $0.056; a GPU-hour $0.504; a vCPU-hour $0.05.
+    unit = 10 / (9 * 8 + 0.1 * 488 + 0.9 * 64)
+    assert round(unit, 3) == 0.056 and round(9 * unit, 3) == 0.504 and round(0.9 * unit, 2) == 0.05
+    weights = {"gpu": 9.0, "cpu": 0.9, "memory": 0.1}
+    expected = aws_rule(10.0, {"gpu": 8, "cpu": 64, "memory": 488}, weights, [
+        {"pod": name, "gpu_reserved": g_req, "gpu_used": g_used, "cpu_reserved": c_req, "cpu_used": c_used,
+         "memory_reserved": m_req, "memory_used": m_used}
+        for name, _, g_req, g_used, c_req, c_used, m_req, m_used in P3_PODS])
+    got = dict(pods.select("pod", (pl.col("total_cost") - pl.col("network_cost")).alias("c")).iter_rows())
+    for pod, value in expected.items():
+        assert got[pod] == pytest.approx(value, abs=1e-6), pod
+    # GPU allocated = max(reserved, used): gpu-pod4 requested none and used 0.8 of a GPU.
+    allocated = dict(pods.select("pod", "gpu_allocated_hours").iter_rows())
+    assert allocated == pytest.approx({"gpu-pod1": 1.0, "gpu-pod2": 2.0, "gpu-pod3": 1.0, "gpu-pod4": 0.8}, abs=1e-9)
+    assert sum(got.values()) == pytest.approx(10.0, abs=1e-9)

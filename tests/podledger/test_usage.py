@@ -36,3 +36,51 @@ def test_one_request_per_container(name, frames, expected_cores):
     assert requests["node"][0] == "n1"
     pods = pod_effective_requests(requests)
     assert pods["cpu_request_cores"][0] == pytest.approx(expected_cores, rel=1e-12), name
+
+
+def _incarnation_frames(usage_uids: list[str]) -> dict[str, pl.DataFrame]:
+    """web-0 ran twice in the hour (uid a for 20 minutes, uid b for 40), both on node n1."""
+    pods = pl.DataFrame({"namespace": ["shop"] * 2, "pod": ["web-0"] * 2, "uid": ["a", "b"],
+                         "running_seconds": [1200.0, 2400.0], "present_seconds": [1200.0, 2400.0]})
+    return {
+        "pod_running": pods,
+        "pod_info": pods.select("namespace", "pod", "uid", pl.lit("n1").alias("node"), "present_seconds"),
+        "cpu_requests": pods.select("namespace", "pod", "uid", pl.lit("app").alias("container"), pl.lit("n1").alias("node"),
+                                    (pl.col("present_seconds") * 1.0).alias("request_core_seconds")),
+        # cAdvisor: 600 core-seconds for a, 4800 for b (the uid from the cgroup path, systemd's underscores for b)
+        "cpu_usage": pl.DataFrame({"namespace": ["shop"] * 2, "pod": ["web-0"] * 2, "uid": usage_uids,
+                                   "container": ["app"] * 2, "usage_core_seconds": [600.0, 4800.0]}),
+    }
+
+
+def test_each_incarnation_of_a_recreated_pod_carries_only_its_own_usage():
+    from podledger.usage import pod_hours
+
+    pods = pod_hours(_incarnation_frames(["a", "b"])).sort("uid")
+    assert pods["cpu_usage_core_hours"].to_list() == pytest.approx([600 / 3600, 4800 / 3600])
+    assert pods["cpu_request_core_hours"].to_list() == pytest.approx([1200 / 3600, 2400 / 3600])
+
+
+def test_usage_without_a_uid_is_shared_by_running_time():
+    from podledger.usage import pod_hours
+
+    pods = pod_hours(_incarnation_frames(["", ""])).sort("uid")
+    assert pods["cpu_usage_core_hours"].to_list() == pytest.approx([5400 / 3600 / 3, 5400 / 3600 * 2 / 3])
+
+
+def test_a_uid_seen_on_two_nodes_is_split_by_its_time_on_each():
+    from podledger.usage import pod_hours
+
+    key = {"namespace": ["shop"], "pod": ["web-0"], "uid": ["a"]}
+    frames = {
+        "pod_running": pl.DataFrame({**key, "running_seconds": [3600.0], "present_seconds": [3600.0]}),
+        "pod_info": pl.DataFrame({**{k: v * 2 for k, v in key.items()}, "node": ["n1", "n2"],
+                                  "present_seconds": [900.0, 2700.0]}),
+        "cpu_requests": pl.DataFrame({**key, "container": ["app"], "node": ["n1"], "request_core_seconds": [7200.0]}),
+        "cpu_usage": pl.DataFrame({**key, "container": ["app"], "usage_core_seconds": [3600.0]}),
+    }
+    pods = pod_hours(frames).sort("node")
+    assert pods["node"].to_list() == ["n1", "n2"]
+    assert pods["running_hours"].to_list() == pytest.approx([0.25, 0.75])
+    assert pods["cpu_request_core_hours"].to_list() == pytest.approx([0.5, 1.5])
+    assert pods["cpu_usage_core_hours"].to_list() == pytest.approx([0.25, 0.75])

@@ -38,11 +38,12 @@ class SynthOutput:
 
 def synthesize(out_dir: str | Path, *, cluster_name: str = "demo-eks", nodes: int = 8, pods: int = 80,
                hours: int = 6, start: dt.datetime | None = None, seed: int = 7,
-               cluster_label: str | None = None, faults: frozenset[str] | set[str] = frozenset()) -> SynthOutput:
+               cluster_label: str | None = None, faults: frozenset[str] | set[str] = frozenset(),
+               realism: frozenset[str] | set[str] = frozenset()) -> SynthOutput:
     """Generate a cluster deterministically and write its metrics, bill and truth under ``out_dir``."""
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    cluster = build_cluster(cluster_name, nodes=nodes, pods=pods, start=start, hours=hours, seed=seed)
+    cluster = build_cluster(cluster_name, nodes=nodes, pods=pods, start=start, hours=hours, seed=seed, realism=realism)
     om_path = root / f"{cluster_name}.om"
     with om_path.open("w") as out:
         pod_truth, counts = write_openmetrics(cluster, out, cluster_label=cluster_label, faults=frozenset(faults))

@@ -26,7 +26,11 @@ INSTANCE_TYPES: dict[str, tuple[int, int, int, float]] = {
     "r5.xlarge": (4, 32, 0, 0.252),
     "g5.xlarge": (4, 16, 1, 1.006),
     "m5.large": (2, 8, 0, 0.096),
+    "g4ad.xlarge": (4, 16, 1, 0.379),   # AMD Radeon Pro V520: amd.com/gpu
+    "inf2.xlarge": (4, 16, 1, 0.758),   # AWS Inferentia2: aws.amazon.com/neuron 1 (and neuroncore 2)
 }
+# Scenarios the generator adds on request (the per-pod truth test uses them all); the default cluster is unchanged.
+REALISM = frozenset({"restarts", "accelerators"})
 PURCHASE_OPTIONS = ("on_demand", "spot", "savings_plan", "reserved")
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 
@@ -54,6 +58,8 @@ class Node:
     on_demand_rate: float
     internal_ip: str
     labels: dict[str, str]
+    accelerator: str = "nvidia_com_gpu"  # kube-state-metrics' resource name of its GPUs/accelerators
+    extra_capacity: dict[str, float] = field(default_factory=dict)  # other extended resources it reports
 
     @property
     def provider_id(self) -> str:
@@ -87,6 +93,7 @@ class Pod:
     labels: dict[str, str]
     linger: int = 0  # seconds a completed pod stays (phase Succeeded, requests still exported)
     phase_after_end: str = "Succeeded"
+    gpu_util: float = 0.0  # fraction of one GPU used on average (DCGM_FI_DEV_GPU_UTIL), with or without a request
 
     @property
     def app_like(self) -> list[Container]:
@@ -165,6 +172,23 @@ def _make_nodes(cluster: str, count: int, rng: random.Random) -> list[Node]:
     return nodes
 
 
+def _accelerator_nodes(cluster: str, offset: int) -> list[Node]:
+    """An AMD GPU node (g4ad) and an Inferentia2 node (inf2, which also reports its 2 NeuronCores)."""
+    nodes = []
+    for i, (itype, resource, group) in enumerate((("g4ad.xlarge", "amd_com_gpu", "renderer"),
+                                                  ("inf2.xlarge", "aws_amazon_com_neuron", "inference"))):
+        vcpu, mem, gpus, rate = INSTANCE_TYPES[itype]
+        index = offset + i
+        ip = f"10.0.{index // 250}.{index % 250 + 4}"
+        zone = f"{REGION}{'abc'[index % 3]}"
+        labels = {"node_kubernetes_io_instance_type": itype, "topology_kubernetes_io_zone": zone,
+                  "eks_amazonaws_com_capacity_type": "ON_DEMAND", "eks_amazonaws_com_nodegroup": group}
+        extra = {"aws_amazon_com_neuroncore": 2.0} if resource == "aws_amazon_com_neuron" else {}
+        nodes.append(Node(f"ip-{ip.replace('.', '-')}.ec2.internal", f"i-{stable_hex(cluster, 'node', index, length=17)}",
+                          itype, zone, "on_demand", vcpu, mem, gpus, rate, ip, labels, resource, extra))
+    return nodes
+
+
 def _container(rng: random.Random, name: str, cpu: float, mem_mib: int, use: float, kind: str = "app",
                gpu: int = 0) -> Container:
     return Container(name, kind, f"registry.example.com/{name}:1.{rng.randint(0, 9)}", cpu, mem_mib * MIB,
@@ -189,14 +213,24 @@ class _Scheduler:
 
 
 def build_cluster(name: str = "demo-eks", nodes: int = 8, pods: int = 80, start: dt.datetime | None = None,
-                  hours: int = 6, seed: int = 7) -> Cluster:
-    """Simulate a cluster of ``nodes`` nodes and about ``pods`` pods over ``hours`` hours from ``start``."""
+                  hours: int = 6, seed: int = 7, realism: frozenset[str] | set[str] = frozenset()) -> Cluster:
+    """Simulate a cluster of ``nodes`` nodes and about ``pods`` pods over ``hours`` hours from ``start``.
+
+    ``realism`` adds scenarios (see REALISM): ``restarts`` (a StatefulSet pod restarted on its node every day, another
+    rescheduled to another node, a pod evicted and recreated under its name), ``accelerators`` (GPU usage from DCGM
+    on the NVIDIA node, a pod using a GPU it did not request, an AMD node and an Inferentia node with their pods).
+    """
+    unknown = set(realism) - REALISM
+    if unknown:
+        raise ValueError(f"unknown realism {sorted(unknown)}; choose from {sorted(REALISM)}")
     rng = random.Random(seed)
     start = start or dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
     t0 = int(start.timestamp())
     t0 -= t0 % 3600
     t_end = t0 + hours * 3600
     node_list = _make_nodes(name, nodes, rng)
+    if "accelerators" in realism:
+        node_list += _accelerator_nodes(name, len(node_list))
     sched = _Scheduler(node_list)
     out: list[Pod] = []
     rs_owner: dict[tuple[str, str], str] = {}
@@ -204,15 +238,17 @@ def build_cluster(name: str = "demo-eks", nodes: int = 8, pods: int = 80, start:
     taken: set[tuple[str, str]] = set()
 
     def add(ns: str, pod_name: str, node: str, s: int, e: int, containers: list[Container], kind: str,
-            owner: str, labels: dict[str, str], linger: int = 0) -> None:
+            owner: str, labels: dict[str, str], linger: int = 0, *, incarnation: bool = False, gpu_util: float = 0.0,
+            phase_after_end: str = "Succeeded") -> None:
         # Five hex characters collide among thousands of replicas (a real ReplicaSet would retry the name too).
+        # A new incarnation of a pod keeps its name (StatefulSet restart, eviction): a new uid, same name.
         base, n = pod_name, 0
-        while (ns, pod_name) in taken:
+        while (ns, pod_name) in taken and not incarnation:
             n += 1
             pod_name = f"{base.rsplit('-', 1)[0]}-{stable_hex(base, n, length=5)}"
         taken.add((ns, pod_name))
         out.append(Pod(ns, pod_name, stable_uid(name, ns, pod_name, s), node, s, e, containers, kind, owner,
-                       labels, linger))
+                       labels, linger, phase_after_end, gpu_util))
 
     # DaemonSets: one pod per node; aws-node has a regular init container.
     for node in node_list:
@@ -271,8 +307,30 @@ def build_cluster(name: str = "demo-eks", nodes: int = 8, pods: int = 80, start:
     # StatefulSet.
     for r in range(2):
         c = _container(rng, "postgres", 0.5, 2048, 0.4)
-        add("data", f"postgres-{r}", sched.place(0.5, 2048 * MIB), t0, t_end, [c], "StatefulSet", "postgres",
-            {"app": "postgres", "team": "data"})
+        node = sched.place(0.5, 2048 * MIB)
+        labels = {"app": "postgres", "team": "data"}
+        if "restarts" not in realism:
+            add("data", f"postgres-{r}", node, t0, t_end, [c], "StatefulSet", "postgres", labels)
+            continue
+        # postgres-0 restarts on its node at hh:50 of hour 1 of every day (back at hh:52, a new uid); postgres-1 is
+        # rescheduled to another node at 01:40 on the first day (back at 01:43 there).
+        bounds = [t0] + [b for d in range(0, hours, 24) if (b := t0 + (d + 1) * 3600 + 50 * 60) < t_end - 300] + [t_end]
+        if r == 1:
+            bounds = [t0, t0 + 3600 + 40 * 60, t_end] if hours >= 3 else [t0, t_end]
+        other = next(n.name for n in node_list if n.name != node and n.gpus == 0)
+        for i, (s_, e_) in enumerate(zip(bounds, bounds[1:], strict=False)):
+            begin = s_ if i == 0 else s_ + (120 if r == 0 else 180)
+            where = node if r == 0 or i == 0 else other
+            add("data", f"postgres-{r}", where, begin, e_, [_container(rng, "postgres", 0.5, 2048, 0.4)] if i else [c],
+                "StatefulSet", "postgres", labels, incarnation=True)
+    if "restarts" in realism and hours >= 4:
+        # A bare batch pod evicted at 02:15 (Failed, lingers 2 minutes) and recreated under its name elsewhere.
+        evicted_at = t0 + 2 * 3600 + 15 * 60
+        first_node, second_node = [n.name for n in node_list if n.gpus == 0][:2]
+        add("data", "batch-runner", first_node, t0, evicted_at, [_container(rng, "runner", 0.3, 256, 0.7)], "", "",
+            {"app": "batch-runner", "team": "data"}, linger=120, incarnation=True, phase_after_end="Failed")
+        add("data", "batch-runner", second_node, evicted_at + 60, t_end, [_container(rng, "runner", 0.3, 256, 0.7)],
+            "", "", {"app": "batch-runner", "team": "data"}, incarnation=True)
 
     # CronJob -> Job -> pod: every hour at :10 for 20 minutes; completed pods linger 40 minutes.
     for h in range(hours):
@@ -289,8 +347,18 @@ def build_cluster(name: str = "demo-eks", nodes: int = 8, pods: int = 80, start:
         rs = f"trainer-{stable_hex('ml', 'trainer', length=10)}"
         rs_owner[("ml", rs)] = "trainer"
         c = _container(rng, "trainer", 2.0, 8192, 0.8, gpu=1)
+        util = 0.6 if "accelerators" in realism else 0.0
         add("ml", f"{rs}-{stable_hex(rs, length=5)}", gpu_nodes[0].name, t0, t_end, [c], "ReplicaSet", rs,
-            {"app": "trainer", "team": "ml"})
+            {"app": "trainer", "team": "ml"}, gpu_util=util)
+    if "accelerators" in realism:
+        nvidia = next(n for n in node_list if n.accelerator == "nvidia_com_gpu" and n.gpus)
+        # A notebook sharing the GPU without requesting it (time-slicing): 30 % of a GPU, from DCGM only.
+        add("ml", "notebook-0", nvidia.name, t0, t_end, [_container(rng, "notebook", 0.25, 512, 0.5)], "StatefulSet",
+            "notebook", {"app": "notebook", "team": "ml"}, gpu_util=0.3, incarnation=True)
+        for node, app in ((n, n.labels["eks_amazonaws_com_nodegroup"]) for n in node_list
+                          if n.accelerator in ("amd_com_gpu", "aws_amazon_com_neuron")):
+            add("ml", f"{app}-0", node.name, t0, t_end, [_container(rng, app, 1.0, 4096, 0.6, gpu=1)], "StatefulSet",
+                app, {"app": app, "team": "ml"}, incarnation=True)
     add("default", "debug-shell", sched.place(0.1, 64 * MIB), t0 + 1800, t0 + 1800 + 45 * 60,
         [_container(rng, "shell", 0.1, 64, 0.2)], "", "", {"run": "debug-shell"})
 

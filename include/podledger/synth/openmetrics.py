@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -88,7 +89,9 @@ def _node_series(w: _Writer, cluster: Cluster, node: Node) -> None:
                                   "internal_ip": node.internal_ip}, s, e)
     capacity = {"cpu": (node.vcpu, "core"), "memory": (node.memory_gib * GIB, "byte"), "pods": (58, "integer")}
     if node.gpus:
-        capacity["nvidia_com_gpu"] = (node.gpus, "integer")
+        capacity[node.accelerator] = (node.gpus, "integer")
+    for resource, value in node.extra_capacity.items():
+        capacity[resource] = (value, "integer")
     for resource, (value, unit) in capacity.items():
         labels = {**KSM, "node": node.name, "resource": resource, "unit": unit}
         w.constant("kube_node_status_capacity", labels, s, e, value)
@@ -112,7 +115,8 @@ def fault_targets(cluster: Cluster) -> dict[str, str]:
             "requests_without_usage": first("postgres-0"), "counter_reset": first("worker-")}
 
 
-def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict, faults: set[str] = frozenset()) -> None:
+def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict, faults: set[str] = frozenset(),
+                accelerator: str = "nvidia_com_gpu") -> None:
     s, e, gone = pod.start, pod.end, pod.end + pod.linger
     ident = {"namespace": pod.namespace, "pod": pod.name, "uid": pod.uid}
     node_label = "" if "pod_without_node" in faults else pod.node
@@ -137,7 +141,7 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict, faults: set[str
         w.constant(metric, {**base, "resource": "cpu", "unit": "core"}, s, gone, c.cpu_request)
         w.constant(metric, {**base, "resource": "memory", "unit": "byte"}, s, gone, c.memory_request)
         if c.gpu_request:
-            w.constant(metric, {**base, "resource": "nvidia_com_gpu", "unit": "integer"}, s, gone, c.gpu_request)
+            w.constant(metric, {**base, "resource": accelerator, "unit": "integer"}, s, gone, c.gpu_request)
         if c.kind in ("init", "sidecar"):
             w.constant("kube_pod_init_container_info", {**KSM, **ident, "container": c.name, "image": c.image,
                                                         "image_id": "",
@@ -177,6 +181,19 @@ def _pod_series(w: _Writer, pod: Pod, node_ip: str, truth: dict, faults: set[str
         if "duplicate_scrape" in faults:  # a standalone cAdvisor DaemonSet scraping the same container
             twin = {**labels, "job": "cadvisor", "metrics_path": "/metrics", "instance": node_ip + ":8080"}
             w.series_of("container_cpu_usage_seconds_total", {**twin, "cpu": "total"}, points)
+    if pod.gpu_util:
+        # NVIDIA's DCGM exporter with its Kubernetes pod mapping: one series per GPU, utilisation in percent
+        # (at most 100 each): a pod using 1.5 GPUs shows two GPUs at 75 %.
+        gpus = max(1, math.ceil(pod.gpu_util - 1e-9))
+        util = [(t, round(100 * pod.gpu_util / gpus, 3)) for t in range(s + 60, e + 1, 60)]
+        for gpu in range(gpus):
+            w.series_of("DCGM_FI_DEV_GPU_UTIL", {"job": "dcgm-exporter", "instance": node_ip + ":9400", "gpu": str(gpu),
+                                                 "UUID": f"GPU-{stable_hex(pod.node, 'gpu', gpu, length=8)}",
+                                                 "Hostname": pod.node, "modelName": "NVIDIA A10G",
+                                                 "container": pod.containers[0].name, "namespace": pod.namespace,
+                                                 "pod": pod.name}, util)
+            for t, value in util:
+                truth[(window_start(t), pod.uid)]["gpu_usage_hours"] += value / 100 * 60 / 3600
     sandbox = stable_hex(pod.uid, "sandbox", length=64)
     pause = {**kubelet, "container": "", "id": f"{pod_cgroup}/cri-containerd-{sandbox}.scope", "image": PAUSE_IMAGE,
              "name": sandbox, "namespace": pod.namespace, "pod": pod.name}
@@ -281,6 +298,7 @@ def _write_series(cluster: Cluster, w: _Writer, faults: frozenset[str]) -> list[
     """Write every series of the cluster through ``w``; return the pod-window truth rows."""
     targets = fault_targets(cluster) if faults else {}
     node_ips = {n.name: n.internal_ip for n in cluster.nodes}
+    accelerators = {n.name: n.accelerator for n in cluster.nodes}
     for node in cluster.nodes:
         _node_series(w, cluster, node)
     for ns, labels in cluster.namespace_labels.items():
@@ -293,10 +311,10 @@ def _write_series(cluster: Cluster, w: _Writer, faults: frozenset[str]) -> list[
         w.constant("kube_job_owner", {**KSM, "namespace": ns, "job_name": job, "owner_kind": "CronJob",
                                       "owner_name": cron, "owner_is_controller": "true"}, cluster.start, cluster.end)
     fields = ("running_seconds", "cpu_usage_core_seconds", "memory_usage_byte_seconds", "network_transmit_bytes",
-              "network_receive_bytes")
+              "network_receive_bytes", "gpu_usage_hours")
     truth: dict = defaultdict(lambda: dict.fromkeys(fields, 0.0))
     for pod in cluster.pods:
-        _pod_series(w, pod, node_ips[pod.node], truth, _pod_faults(w, pod, targets))
+        _pod_series(w, pod, node_ips[pod.node], truth, _pod_faults(w, pod, targets), accelerators[pod.node])
     by_uid = {p.uid: p for p in cluster.pods}
     rows = []
     for (start, uid), values in sorted(truth.items()):

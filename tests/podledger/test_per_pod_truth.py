@@ -1,0 +1,147 @@
+"""Every pod's share, checked against the generator's truth by this test's own implementation of AWS's rule.
+
+Three days of a synthetic cluster with StatefulSet restarts (same node and another node), an eviction and
+recreation under the same name, GPU usage from DCGM (with and without a GPU request), an AMD GPU node and an
+Inferentia (Neuron) node, loaded into a real Prometheus, exported to S3, priced from its CUR 2.0 delivery by the
+real enrichment. Independently, the test prices every pod-hour from the generator's truth (requests, usage and
+nodes per pod incarnation and hour, node prices from the bill's truth) with the rule as AWS documents it:
+
+    per node-hour, weights CPU 9 : memory 1, or on an accelerated node GPU 9 : CPU 0.9 : memory 0.1;
+    unit price = node cost / Σ(weight × capacity); allocated = max(request, usage) per resource;
+    split cost = allocated / max(capacity, Σ allocated) × capacity × weight × unit;
+    unused = max(capacity − Σ allocated, 0) × weight × unit, shared by allocated / Σ allocated.
+
+Every pod row of the pipeline must equal it to 1e-9 (network and control plane are separate lines).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+
+import polars as pl
+import pytest
+
+from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_store
+from podledger.enrich import enrich_cluster
+from podledger.export import export_window
+from podledger.layout import plan_windows
+from podledger.stack import load_blocks, start_prometheus
+from podledger.synth import synthesize
+from podledger.synth.cluster import GIB, REALISM
+
+DAYS = 3
+HOURS = 24 * DAYS
+END = SYNTH_START + dt.timedelta(hours=HOURS)
+UTC = pl.Datetime("us", "UTC")
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory, moto):
+    """The cluster in its own Prometheus, exported window by window to S3; its CUR delivery in S3."""
+    work = tmp_path_factory.mktemp("truth")
+    out = synthesize(work / "synth", nodes=6, pods=30, hours=HOURS, start=SYNTH_START, realism=REALISM)
+    load_blocks(out.openmetrics, work / "tsdb", max_block_duration=f"{HOURS}h")
+    out.openmetrics.unlink()
+    server = start_prometheus(work / "tsdb", work)
+    suffix = uuid.uuid4().hex[:6]
+    metrics, bill = s3_store(moto, f"truth-metrics-{suffix}"), s3_store(moto, f"truth-bill-{suffix}")
+    for path in sorted(out.cur_root.rglob("*")):
+        if path.is_file():
+            bill.put(f"cur/{path.relative_to(out.cur_root)}", path.read_bytes())
+    cc = make_cost_center(metrics.bucket, billing={"uri": f"s3://{bill.bucket}/cur/podledger-cur"})
+    client = prometheus_client(server)
+    try:
+        for window in plan_windows(SYNTH_START, END, 3600):
+            export_window(client, metrics, cc, cc.clusters[0], window)
+        result = enrich_cluster(cc, cc.clusters[0], SYNTH_START, END, metrics_store=metrics, billing_store=bill)
+    finally:
+        server.stop()
+    return out, result
+
+
+def expected_pod_hours(out) -> pl.DataFrame:
+    """This test's own pricing of every running pod-hour from the generator's truth (see the module docstring)."""
+    nodes = {n.name: n for n in out.cluster.nodes}
+    by_instance = {n.instance_id: n.name for n in out.cluster.nodes}
+    prices = {(row["hour_start"].replace(tzinfo=dt.UTC), by_instance[row["instance_id"]]): row["amortized_cost"]
+              for row in pl.read_parquet(out.truth_instances).filter(pl.col("kind") == "instance").iter_rows(named=True)
+              if row["instance_id"] in by_instance}
+    truth = pl.read_parquet(out.truth_pods).filter(pl.col("running_seconds") > 0)
+    per_node_hour: dict[tuple, list[dict]] = defaultdict(list)
+    for row in truth.iter_rows(named=True):
+        hour = row["window_start"].replace(tzinfo=dt.UTC)
+        per_node_hour[(hour, row["node"])].append(row)
+    expected = []
+    for (hour, node_name), pods in per_node_hour.items():
+        node = nodes[node_name]
+        accelerated = node.gpus > 0
+        weights = {"cpu": 0.9, "memory": 0.1, "gpu": 9.0} if accelerated else {"cpu": 9.0, "memory": 1.0, "gpu": 0.0}
+        capacity = {"cpu": float(node.vcpu), "memory": float(node.memory_gib), "gpu": float(node.gpus)}
+        unit = prices[(hour, node_name)] / sum(weights[r] * capacity[r] for r in weights)
+        allocated = [{
+            "cpu": max(p["cpu_request_core_hours"], p["cpu_usage_core_hours"]),
+            "memory": max(p["memory_request_gib_hours"], p["memory_usage_byte_seconds"] / 3600 / GIB),
+            "gpu": max(p["gpu_request_hours"], p["gpu_usage_hours"]),
+        } for p in pods]
+        total = {r: sum(a[r] for a in allocated) for r in weights}
+        for pod, alloc in zip(pods, allocated, strict=True):
+            cost = 0.0
+            for r in weights:
+                price = weights[r] * unit
+                denominator = max(capacity[r], total[r])
+                cost += (alloc[r] / denominator * capacity[r] * price) if denominator else 0.0
+                if total[r] > 0:
+                    cost += alloc[r] / total[r] * max(capacity[r] - total[r], 0.0) * price
+            expected.append({"hour_start": hour, "uid": pod["uid"], "node": node_name, "pod": pod["pod"],
+                             "expected": cost})
+    return pl.DataFrame(expected).with_columns(pl.col("hour_start").cast(UTC))
+
+
+@pytest.fixture(scope="module")
+def compared(realistic):
+    out, result = realistic
+    pods = result.rows.filter(~pl.col("namespace").str.starts_with("__")).select(
+        "hour_start", "uid", "node", "pod", "namespace", "gpu_allocated_hours",
+        (pl.col("total_cost") - pl.col("network_cost") - pl.col("overhead_cost")).alias("got"))
+    expected = expected_pod_hours(out)
+    return expected.join(pods, on=["hour_start", "uid", "node"], how="full", coalesce=True, suffix="_row")
+
+
+def test_every_pod_hour_of_three_days_equals_the_rule_computed_from_the_truth(compared):
+    missing = compared.filter(pl.col("got").is_null() | pl.col("expected").is_null())
+    assert missing.height == 0, f"pod-hours on one side only:\n{missing.head(10)}"
+    assert compared["hour_start"].n_unique() == HOURS
+    wrong = compared.filter((pl.col("got") - pl.col("expected")).abs()
+                            > 1e-9 * pl.max_horizontal(pl.col("expected").abs(), pl.lit(1e-9)))
+    assert wrong.height == 0, f"{wrong.height} of {compared.height} pod-hours differ:\n{wrong.head(10)}"
+
+
+@pytest.mark.parametrize(("scenario", "pod", "incarnations", "nodes"), [
+    ("StatefulSet restart on the same node (once a day)", "postgres-0", DAYS + 1, 1),
+    ("StatefulSet rescheduled to another node", "postgres-1", 2, 2),
+    ("eviction and recreation under the same name", "batch-runner", 2, 2),
+])
+def test_each_incarnation_carries_only_its_own_hours(compared, scenario, pod, incarnations, nodes):
+    rows = compared.filter(pl.col("pod") == pod)
+    assert rows["uid"].n_unique() == incarnations, scenario
+    assert rows["node"].n_unique() == nodes, scenario
+    # The hour of a restart has one row per incarnation, each priced by the rule from its own usage.
+    per_hour = rows.group_by("hour_start").agg(pl.col("uid").n_unique().alias("n"))
+    assert per_hour["n"].max() == 2, scenario
+
+
+def test_accelerators_amd_neuron_and_gpu_usage_without_a_request(compared, realistic):
+    out, result = realistic
+    nodes = {n.name: n for n in out.cluster.nodes}
+    by_pod = {p: compared.filter(pl.col("pod") == p) for p in ("renderer-0", "inference-0", "notebook-0")}
+    for pod in ("renderer-0", "inference-0"):  # a GPU request on an AMD node, a Neuron device on an inf2 node
+        node = nodes[by_pod[pod]["node"][0]]
+        assert node.accelerator in ("amd_com_gpu", "aws_amazon_com_neuron")
+        assert (by_pod[pod]["gpu_allocated_hours"] == 1.0).all(), pod
+        # GPU weights: the pod holding the node's only accelerator pays most of the node.
+        price = pl.read_parquet(out.truth_instances).filter(pl.col("instance_id") == node.instance_id)["amortized_cost"][0]
+        assert (by_pod[pod]["got"] > 0.9 * price).all(), pod
+    # Time-slicing: 30 % of a GPU used without a request is allocated as max(0, 0.3) GPU-hours.
+    assert by_pod["notebook-0"]["gpu_allocated_hours"].to_list() == pytest.approx([0.3] * HOURS, rel=1e-9)
