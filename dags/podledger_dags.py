@@ -7,13 +7,7 @@ The cost-center file is read from $PODLEDGER_CONFIG
 
 from __future__ import annotations
 
-from podledger.config import load_config
-from podledger_airflow.dag_factory import build_billing_dag, build_config_error_dag, build_enrich_dag, build_export_dag
+from podledger_airflow.dag_factory import build_all
 
-_loaded = load_config()
-for _cost_center in _loaded.cost_centers:
-    globals()[f"export_{_cost_center.name}"] = build_export_dag(_cost_center)
-    globals()[f"enrich_{_cost_center.name}"] = build_enrich_dag(_cost_center)
-    globals()[f"billing_{_cost_center.name}"] = build_billing_dag(_cost_center)
-for _label, _message in _loaded.errors:
-    globals()[f"config_error_{_label}"] = build_config_error_dag(_label, _message)
+for _dag in build_all():
+    globals()[_dag.dag_id] = _dag

@@ -112,6 +112,25 @@ def billing_periods(start: dt.datetime, end: dt.datetime) -> list[str]:
 
 
 LINE_ITEM_IDENTITY = ("identity_line_item_id", "identity_time_interval")
+MONEY_COLUMNS = (UNBLENDED, NET_UNBLENDED, PUBLIC_ON_DEMAND, SP_EFFECTIVE, SP_NET_EFFECTIVE, RI_EFFECTIVE,
+                 RI_NET_EFFECTIVE)
+
+
+def typed_cur(frame: pl.DataFrame) -> pl.DataFrame:
+    """Check a CUR file's money columns are numbers and its usage start a timestamp; raise naming file and column."""
+    source = frame[SOURCE_FILE][0] if frame.height else "a CUR file"
+    for column in MONEY_COLUMNS:
+        if column in frame.columns and not frame.schema[column].is_numeric() and frame.schema[column] != pl.Null:
+            cast = frame[column].cast(pl.Float64, strict=False)
+            bad = frame.filter(frame[column].is_not_null() & cast.is_null())
+            if bad.height:
+                raise BillingDataError(f"{source}: column {column} holds {bad.height} value(s) that are not numbers, "
+                                       f"first {str(bad[column][0])[:60]!r}: the file is damaged; ask for a re-delivery")
+            frame = frame.with_columns(cast.alias(column))
+    if USAGE_START in frame.columns and not isinstance(frame.schema[USAGE_START], pl.Datetime):
+        raise BillingDataError(f"{source}: column {USAGE_START} is {frame.schema[USAGE_START]}, not a timestamp: the "
+                               "file is damaged or not a CUR 2.0 export")
+    return frame
 
 
 def _read_period(store: ObjectStore, delivery: Delivery, kind: str) -> list[pl.DataFrame]:
@@ -199,7 +218,7 @@ def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt
             if missing:
                 raise BillingDataError(f"{frame[SOURCE_FILE][0]}: CUR 2.0 columns missing: {missing}; enable "
                                        "INCLUDE_RESOURCES and export the standard CUR 2.0 columns")
-            frames.append(frame)
+            frames.append(typed_cur(frame))
     frame = pl.concat(frames, how="diagonal_relaxed")
     check_unique_line_items(frame, LINE_ITEM_IDENTITY, "CUR 2.0")
     return _finish_cur(frame, start, end, f"{store.scheme}://{store.bucket}/{export_prefix}")

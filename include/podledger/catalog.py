@@ -292,14 +292,21 @@ REQUIRED_METRICS = tuple(spec.name for spec in CATALOG if spec.required)
 NON_LABEL_KEYS = frozenset({"__name__", "job", "instance", "endpoint", "service", "prometheus", "metrics_path"})
 
 
+_PROMQL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# RE2's metacharacters: only these are escaped. Any other character, non-ASCII included, is written literally
+# (a backslash before a letter or a non-ASCII character is an invalid escape in RE2).
+_RE2_META = frozenset("\\.+*?()|[]{}^$")
+
+
 def escape_label_value(value: str) -> str:
-    """Escape a label value for a PromQL double-quoted string."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """Escape a label value for a PromQL double-quoted string (Go rules; other Unicode written as it is)."""
+    return "".join(_PROMQL_ESCAPES.get(c, c if c.isprintable() or ord(c) > 127 else f"\\x{ord(c):02x}")
+                   for c in value)
 
 
 def escape_regex(value: str) -> str:
     """Escape a literal for an RE2 regular expression (a PromQL ``=~`` matcher)."""
-    return "".join(c if c.isalnum() or c in "_-" else "\\" + c for c in value)
+    return "".join("\\" + c if c in _RE2_META else c for c in value)
 
 
 def pod_matcher(pods: list[str], *, negate: bool) -> str:

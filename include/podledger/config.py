@@ -16,8 +16,56 @@ from podledger.exceptions import ConfigError
 CONFIG_ENV_VAR = "PODLEDGER_CONFIG"
 SAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "cost_centers.yaml"
 
-# Cluster names become S3 path segments and Airflow ids: keep them to what both accept.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# Cluster names become S3 path segments and Airflow ids: keep them to what both accept (\Z: no trailing newline).
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+# Airflow connection ids and pools.
+CONN_ID = r"^[A-Za-z0-9_.-]{1,200}$"  # pydantic (Rust regex): $ is the end of the text
+# S3 keys: AWS's "safe characters" only (a prefix becomes part of every object key podledger writes or reads).
+_SAFE_KEY_RE = re.compile(r"^[A-Za-z0-9!_.*'()/=-]*\Z")
+# S3 bucket names (AWS rules, lower case, 3-63 characters).
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+
+
+def check_cron(value: str) -> str:
+    """Refuse a cron expression Airflow's timetable would reject (naming it), before any DAG is built."""
+    from croniter import croniter
+
+    if not isinstance(value, str) or "\n" in value or not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a valid cron expression (e.g. '*/30 * * * *' or '@daily')")
+    return value
+
+
+def check_object_uri(value: str, what: str) -> str:
+    """Refuse an ``s3://`` URI without a bucket or with unsafe key characters, a relative ``file://`` path."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value.startswith(("s3://", "file://")):
+        raise ValueError(f"{what} {value!r} must start with s3:// or file://")
+    parts = urlsplit(value)
+    if parts.scheme == "s3":
+        if not _BUCKET_RE.match(parts.netloc or ""):
+            raise ValueError(f"{what} {value!r} names no valid bucket (s3://<bucket>/<prefix>, bucket in lower case)")
+        if not _SAFE_KEY_RE.match(parts.path) or "//" in parts.path or len(parts.path) > 512:
+            raise ValueError(f"{what} {value!r}: the prefix may hold only letters, digits and !_.*'()/=- "
+                             "(no spaces or empty path segments), at most 512 characters")
+    elif not parts.path.startswith("/") or "\n" in parts.path:
+        raise ValueError(f"{what} {value!r}: file:// needs an absolute path (file:///var/podledger)")
+    return value.rstrip("/")
+
+
+_RESERVED: frozenset[str] | None = None
+
+
+def sql_reserved_words() -> frozenset[str]:
+    """SQL reserved words (DuckDB's parser is PostgreSQL's: its reserved list covers both warehouses)."""
+    global _RESERVED
+    if _RESERVED is None:
+        import duckdb
+
+        rows = duckdb.sql("SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'").fetchall()
+        _RESERVED = frozenset(r[0].lower() for r in rows)
+    return _RESERVED
 
 
 class _Model(BaseModel):
@@ -28,9 +76,9 @@ class ClusterConfig(_Model):
     """One Kubernetes cluster read from one Prometheus-compatible endpoint."""
 
     name: str
-    prometheus_conn_id: str = "prometheus_default"
+    prometheus_conn_id: str = Field("prometheus_default", pattern=CONN_ID)
     # Centralized mode: the value of the cluster label selecting this cluster's series.
-    cluster_label_value: str | None = None
+    cluster_label_value: str | None = Field(None, max_length=1000)
     scrape_interval_seconds: int = Field(60, gt=0, le=3600)
     # An Airflow pool shared by every cluster read from the same endpoint: its slots bound the window exports
     # running at once against that Prometheus (each runs up to queries_batch_size queries). None: default_pool.
@@ -43,7 +91,7 @@ class ClusterConfig(_Model):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value) or ".." in value:
+        if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value:
             raise ValueError(
                 f"cluster name {value!r} must match {_NAME_RE.pattern} (it becomes an S3 folder and an Airflow id)"
             )
@@ -57,10 +105,10 @@ class DiscoveryConfig(_Model):
     ``allow``/``deny`` shell patterns (deny wins); each is exported to its own folder.
     """
 
-    prometheus_conn_id: str
+    prometheus_conn_id: str = Field(pattern=CONN_ID)
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
-    pool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")  # the endpoint's Airflow pool (see ClusterConfig)
+    pool: str | None = Field(None, pattern=CONN_ID)  # the endpoint's Airflow pool (see ClusterConfig)
     scrape_interval_seconds: int = Field(60, gt=0, le=3600)
 
 
@@ -68,16 +116,14 @@ class StorageConfig(_Model):
     """Where exported metrics live: s3://bucket/prefix (or file:///path for local runs)."""
 
     uri: str = "s3://podledger/k8s/prometheus"
-    aws_conn_id: str = "aws_default"
+    aws_conn_id: str = Field("aws_default", pattern=CONN_ID)
     format: Literal["parquet", "json.gz"] = "parquet"
-    retention_days: int = Field(30, ge=1)
+    retention_days: int = Field(30, ge=1, le=36500)
 
     @field_validator("uri")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not (value.startswith("s3://") or value.startswith("file://")):
-            raise ValueError(f"storage uri {value!r} must start with s3:// or file://")
-        return value.rstrip("/")
+        return check_object_uri(value, "storage uri")
 
 
 class BillingConfig(_Model):
@@ -87,7 +133,7 @@ class BillingConfig(_Model):
     # cur_legacy: the legacy CUR delivered for Athena (<uri>/year=YYYY/month=M/*.parquet).
     format: Literal["cur2", "cur_legacy", "focus"] = "cur2"
     uri: str = "s3://podledger-billing/cur/podledger"
-    aws_conn_id: str = "aws_default"
+    aws_conn_id: str = Field("aws_default", pattern=CONN_ID)
     cost_basis: Literal["amortized", "net_amortized", "unblended", "public_on_demand"] = "amortized"
     # CUR 2.0 resource_tags keys whose value names the cluster an instance belongs to.
     cluster_tag_keys: tuple[str, ...] = ("aws_eks_cluster_name", "user_eks_cluster_name")
@@ -96,16 +142,26 @@ class BillingConfig(_Model):
                                                "aks-managed-cluster-name")
     # How often to look for new or restated CUR deliveries, and for how long to wait for coverage.
     check_schedule: str = "0 */4 * * *"
-    wait_timeout_seconds: int = Field(3 * 86400, ge=60)
-    poke_interval_seconds: int = Field(1800, ge=1)
+    wait_timeout_seconds: int = Field(3 * 86400, ge=60, le=60 * 86400)
+    poke_interval_seconds: int = Field(1800, ge=1, le=86400)
+
+    @field_validator("uri")
+    @classmethod
+    def _object_uri(cls, value: str) -> str:
+        return check_object_uri(value, "billing uri")
+
+    @field_validator("check_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return check_cron(value)
 
 
 class AllocationConfig(_Model):
     """How a node-hour's cost is split (defaults follow AWS Split Cost Allocation Data)."""
 
-    cpu_weight: float = Field(9.0, gt=0)
-    memory_weight: float = Field(1.0, gt=0)
-    gpu_weight: float = Field(9.0, gt=0)
+    cpu_weight: float = Field(9.0, gt=0, le=1000)
+    memory_weight: float = Field(1.0, gt=0, le=1000)
+    gpu_weight: float = Field(9.0, gt=0, le=1000)
     # Accelerator resources (Kubernetes names): a node with any of them is priced with the accelerator weights,
     # and pods' requests of them (and DCGM usage) are their GPU-hours.
     accelerators: tuple[str, ...] = ("nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron",
@@ -123,15 +179,20 @@ class WarehouseConfig(_Model):
     """The table the allocation rows are loaded into."""
 
     kind: Literal["duckdb", "postgres"] = "duckdb"
-    path: str = "${PODLEDGER_HOME}/warehouse.duckdb"  # DuckDB file
-    conn_id: str = "warehouse_default"  # PostgreSQL: the Airflow connection (host, port, login, password, schema=db)
+    path: str = Field("${PODLEDGER_HOME}/warehouse.duckdb", min_length=1, max_length=1024)  # DuckDB file
+    # PostgreSQL: the Airflow connection (host, port, login, password, schema=db)
+    conn_id: str = Field("warehouse_default", pattern=CONN_ID)
     table: str = "k8s_cost_allocation"
 
     @field_validator("table")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not value.isidentifier():
-            raise ValueError(f"table {value!r} must be a plain SQL identifier")
+        # The name is written into SQL unquoted (and gets _split_line_items / _daily_* suffixes): a plain,
+        # non-reserved identifier of at most 40 characters.
+        if not isinstance(value, str) or not _IDENTIFIER_RE.match(value) or len(value) > 40:
+            raise ValueError(f"table {value!r} must be a plain SQL identifier (letters, digits, _; at most 40)")
+        if value.lower() in sql_reserved_words():
+            raise ValueError(f"table {value!r} is an SQL reserved word; choose another name (e.g. {value}_costs)")
         return value
 
     def resolved_path(self) -> Path:
@@ -156,8 +217,8 @@ class MetricsConfig(_Model):
         for name, step in value.items():
             if name not in CATALOG_BY_NAME:
                 raise ValueError(f"unknown metric {name!r} in raw; known: {sorted(CATALOG_BY_NAME)}")
-            if step < 1:
-                raise ValueError(f"raw step for {name!r} must be at least 1 second")
+            if not 1 <= step <= 3600:
+                raise ValueError(f"raw step for {name!r} must be between 1 and 3600 seconds")
         return value
 
     @field_validator("disable")
@@ -178,22 +239,22 @@ class CostCenterConfig(_Model):
     """A cost center: its clusters, schedule, storage, billing source and warehouse."""
 
     name: str
-    owner: str = "platform"
+    owner: str = Field("platform", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]*$")
     schedule: str = "*/30 * * * *"
-    time_frame_seconds: int = Field(3600, ge=300, le=86400)
+    time_frame_seconds: int = Field(3600, ge=60, le=3600)
     initial_backfill_date: dt.date | None = None
-    backfill_days: int = Field(3, ge=0)
+    backfill_days: int = Field(3, ge=0, le=3650)
     catchup: bool = True  # schedule every missed interval since the start date (False: only the latest)
     end_date: dt.date | None = None  # no scheduled runs after this day (a retired cluster set, a fixed history)
     queries_batch_size: int = Field(5, ge=1, le=50)
     # CLUSTER_LABEL_NAME: in centralized mode (clusters with cluster_label_value), the label naming the cluster.
     cluster_label: str = Field("cluster", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-    query_timeout_seconds: float = Field(120.0, gt=0)
+    query_timeout_seconds: float = Field(120.0, gt=0, le=3600)
     query_retries: int = Field(4, ge=0, le=10)
     query_delay_seconds: float = Field(0.0, ge=0, le=60)  # pause after each query: gentler on a busy Prometheus
     metrics: MetricsConfig = MetricsConfig()
     retries: int = Field(3, ge=0, le=20)
-    retry_delay_seconds: int = Field(60, ge=1)
+    retry_delay_seconds: int = Field(60, ge=1, le=86400)
     clusters: tuple[ClusterConfig, ...] = ()
     discovery: DiscoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
@@ -204,16 +265,31 @@ class CostCenterConfig(_Model):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(f"cost center name {value!r} must match {_NAME_RE.pattern}")
+        if not isinstance(value, str) or not _NAME_RE.match(value):
+            raise ValueError(f"cost center name {value!r} must be 1-63 letters, digits, '_', '.' or '-', starting "
+                             "with a letter or digit (it becomes part of DAG ids and Asset names)")
         return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return check_cron(value)
 
     @field_validator("time_frame_seconds")
     @classmethod
-    def _divides_day(cls, value: int) -> int:
-        if 86400 % value:
-            raise ValueError(f"time_frame_seconds={value} must divide a day (86400) so windows align to days")
+    def _divides_hour(cls, value: int) -> int:
+        # Allocation is per hour: every window must lie inside one hour.
+        if 3600 % value:
+            raise ValueError(f"time_frame_seconds={value} must divide an hour (3600): 60, 300, 600, 900, 1200, 1800 "
+                             "or 3600")
         return value
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> CostCenterConfig:
+        if self.end_date and self.initial_backfill_date and self.end_date <= self.initial_backfill_date:
+            raise ValueError(f"end_date {self.end_date} must be after initial_backfill_date "
+                             f"{self.initial_backfill_date} (end_date is exclusive)")
+        return self
 
     @model_validator(mode="after")
     def _clusters_or_discovery(self) -> CostCenterConfig:
@@ -308,6 +384,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ConfigLoad:
             cost_center = CostCenterConfig.model_validate(item)
         except ValidationError as exc:
             errors.append((label, _format_error(path, label, exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a validator's own failure must not hide the other cost centers
+            errors.append((label, f"{path}: cost center {label}: cannot be validated: {type(exc).__name__}: {exc}"))
             continue
         if cost_center.name in seen:
             errors.append((label, f"{path}: cost center {label}: field 'name': duplicate cost center name"))

@@ -131,8 +131,50 @@ def _decode(wire: bytes, encoding: str) -> bytes:
     return wire
 
 
+def _unexpected(where: str, what: str, body: bytes) -> PrometheusQueryError:
+    shown = body[:200].decode(errors="replace")
+    return PrometheusQueryError(f"{where}: {what}; the answer began with {shown!r}. Is the connection pointing at the "
+                                "Prometheus API (not a login page or proxy)? No manifest was written for this window")
+
+
+def checked_answer(body: bytes, content_type: str, result_type: str, *, where: str) -> dict[str, Any]:
+    """Return a Prometheus API answer after checking everything podledger relies on, or raise naming what is wrong.
+
+    Content type JSON, a JSON object with ``status: success``, ``data.resultType`` as asked (``vector`` for an
+    instant query, ``matrix`` for a range query; a ``scalar`` never comes from podledger's queries), and every
+    sample value a number (Prometheus writes them as strings, ``NaN`` and ``±Inf`` included).
+    """
+    if "json" not in content_type.lower():
+        raise _unexpected(where, f"HTTP 200 with content type {content_type or 'none'!r}, not JSON", body)
+    try:
+        answer = json.loads(body)
+    except ValueError as exc:
+        raise _unexpected(where, f"the answer is not valid JSON ({exc.msg} at character {exc.pos})", body) from None
+    if not isinstance(answer, dict):
+        raise _unexpected(where, "the answer is not a JSON object", body)
+    if answer.get("status") != "success":
+        detail = f"{answer.get('errorType', '')} {answer.get('error', '')}".strip() or f"status {answer.get('status')!r}"
+        raise _unexpected(where, f"the endpoint answered HTTP 200 but not success ({detail})", body)
+    data = answer.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != result_type or not isinstance(data.get("result"), list):
+        got = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+        raise _unexpected(where, f"expected a {result_type} and got {got!r}", body)
+    key = "value" if result_type == "vector" else "values"
+    for item in data["result"]:
+        if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
+            raise _unexpected(where, "a result item without its metric labels", body)
+        samples = [item.get(key)] if result_type == "vector" else item.get(key)
+        for sample in samples or [None]:
+            try:
+                float(sample[0]), float(sample[1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise _unexpected(where, f"a sample that is not a number: {str(sample)[:60]!r} in series "
+                                         f"{str(item.get('metric'))[:80]}", body) from None
+    return answer
+
+
 def _post(client: Any, path: str, data: dict[str, str], *, context: str, timeout: float, retries: int,
-          backoff_seconds: float) -> QueryResult:
+          backoff_seconds: float, result_type: str = "vector") -> QueryResult:
     """POST a query; retry 429/5xx with backoff; raise QueryTooLarge for size limits, else an error naming ``context``."""
     url = f"{client.url}{path}"
     # partial_response=false: Thanos must fail rather than answer from a subset of stores (billing needs
@@ -156,13 +198,14 @@ def _post(client: Any, path: str, data: dict[str, str], *, context: str, timeout
         else:
             status = response.status_code
             if status == 200:
-                answer = json.loads(body)
+                answer = checked_answer(body, response.headers.get("Content-Type", ""), result_type,
+                                        where=f"{context}, {_who(client)}")
                 partial = [w for w in answer.get("warnings") or [] if "partial" in w.lower() or "store" in w.lower()]
                 if partial:
                     raise PrometheusQueryError(f"{context}: the endpoint answered with partial data ({partial[0]}); "
                                                "refusing to export an incomplete window")
-                payload = answer.get("data") or {}
-                return QueryResult(payload.get("result") or [], payload.get("stats"),
+                payload = answer["data"]
+                return QueryResult(payload["result"], payload.get("stats"),
                                    time.perf_counter() - started, len(body), len(wire))
             if status in (401, 403):
                 raise PrometheusQueryError(f"{context}, {_who(client)}: HTTP {status}: {AUTH_HINT}")
@@ -197,7 +240,7 @@ def range_query(client: Any, query: str, start: float, end: float, step: int, *,
     """Run a range query (raw mode); same retries and errors as :func:`instant_query`."""
     data = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}s"}
     return _post(client, "/api/v1/query_range", data, context=context, timeout=timeout, retries=retries,
-                 backoff_seconds=backoff_seconds)
+                 backoff_seconds=backoff_seconds, result_type="matrix")
 
 
 def check_ready(client: Any, path: str = "/-/ready", timeout: float = 10.0) -> None:

@@ -259,7 +259,7 @@ def validate_windows(store: ObjectStore, cost_center: CostCenterConfig, items: l
 
     ``peers`` are the other cost centers (with their stores) checked for nodes counted twice.
     """
-    from podledger.enrich import read_window_frames
+    from podledger.enrich import read_manifest, read_window_frames
 
     _, _, prefix = split_uri(cost_center.storage.uri)
     findings: list[Finding] = []
@@ -270,7 +270,7 @@ def validate_windows(store: ObjectStore, cost_center: CostCenterConfig, items: l
                                        f"no manifest at {store.scheme}://{store.bucket}/{key}",
                                        "run (or re-run) the export for this window")]
         else:
-            manifest = json.loads(store.get(key))
+            manifest = read_manifest(store, prefix, cluster, window)
             frames = read_window_frames(store, prefix, cluster, window, manifest)
             window_findings = check_manifest(manifest) + check_window_data(manifest, frames)
             owners = {(cost_center.name, cluster): node_identities(frames)}

@@ -387,13 +387,45 @@ def build_billing_dag(cost_center: CostCenterConfig) -> DAG:
     return billing_dag()
 
 
+def build_all(path: str | None = None) -> list[DAG]:
+    """Build the DAGs of every valid cost center and one failing DAG per invalid one; never raise.
+
+    A file that cannot be read, or a cost center whose DAGs cannot be built, becomes a failing
+    ``podledger_config_error__*`` DAG naming it: the other cost centers' DAGs always load.
+    """
+    from podledger.config import load_config
+    from podledger.exceptions import ConfigError
+
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        return [build_config_error_dag("file", str(exc))]
+    dags: list[DAG] = []
+    for cost_center in loaded.cost_centers:
+        try:
+            dags += [build_export_dag(cost_center), build_enrich_dag(cost_center), build_billing_dag(cost_center)]
+        except Exception as exc:  # noqa: BLE001 - one cost center must never take the others down
+            dags.append(build_config_error_dag(
+                cost_center.name, f"{loaded.path}: cost center {cost_center.name!r}: its DAGs cannot be built: "
+                                  f"{type(exc).__name__}: {exc}"))
+    dags += [build_config_error_dag(label, message) for label, message in loaded.errors]
+    return dags
+
+
+def config_error_dag_id(label: str) -> str:
+    """A DAG id for a config error: the label's safe characters, bounded, plus a hash so ids stay unique."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_.-")[:80] or "unnamed"
+    return f"podledger_config_error__{safe}_{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+
+
 def build_config_error_dag(label: str, message: str) -> DAG:
     """Return a DAG whose only task fails with a config error, so the problem shows in the UI."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "unnamed"
 
-    @dag(dag_id=f"podledger_config_error__{safe}", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    @dag(dag_id=config_error_dag_id(label), schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
          catchup=False, tags=[TAG, "config-error"], default_args={"owner": "podledger", "retries": 0},
-         doc_md=f"### Invalid podledger cost center\n\n```\n{message}\n```\n\nFix the file and the real DAGs appear.")
+         doc_md=f"### Invalid podledger cost center\n\n```\n{message[:4000]}\n```\n\nFix the file and the real DAGs appear.")
     def config_error() -> None:
         @task
         def report() -> None:

@@ -49,7 +49,8 @@ def test_bad_cost_center_becomes_a_failing_dag_and_others_load(tmp_path, monkeyp
     dagbag = bag()
     assert dagbag.import_errors == {}
     assert "podledger_export__fine" in dagbag.dag_ids and "podledger_export__broken" not in dagbag.dag_ids
-    error_dag = dagbag.get_dag("podledger_config_error__1_broken")
+    (error_id,) = [d for d in dagbag.dag_ids if d.startswith("podledger_config_error__1_broken_")]
+    error_dag = dagbag.get_dag(error_id)
     assert str(config) in error_dag.doc_md and "time_frame_seconds" in error_dag.doc_md
 
 
@@ -57,7 +58,7 @@ def test_pools_per_prometheus_endpoint_and_schedule_switches(tmp_path, monkeypat
     config = tmp_path / "cc.yaml"
     config.write_text("cost_centers:\n  - name: one\n    clusters: [{name: a, pool: prom_a}]\n"
                       "  - name: two\n    catchup: false\n    initial_backfill_date: 2026-11-02\n"
-                      "    end_date: 2026-11-04\n"
+                      "    end_date: 2026-11-04\n    storage: {uri: 's3://podledger/two'}\n"
                       "    clusters: [{name: a, pool: prom_a}, {name: b, pool: prom_b}, {name: c}]\n")
     monkeypatch.setenv("PODLEDGER_CONFIG", str(config))
     dagbag = bag()

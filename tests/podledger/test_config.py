@@ -28,7 +28,7 @@ def test_sample_config_is_valid():
 
 @pytest.mark.parametrize("body, field, reason", [
     ("  - name: bad\n    clusters: []\n", "(root)", "at least 1 cluster in 'clusters' or configure 'discovery'"),
-    ("  - name: bad\n    clusters: [{name: ok}]\n    time_frame_seconds: 7000\n", "time_frame_seconds", "divide a day"),
+    ("  - name: bad\n    clusters: [{name: ok}]\n    time_frame_seconds: 1000\n", "time_frame_seconds", "divide an hour"),
     ("  - name: bad\n    clusters: [{name: '../escape'}]\n", "clusters.0.name", "must match"),
     ("  - name: bad\n    clusters: [{name: 'a/b'}]\n", "clusters.0.name", "must match"),
     ("  - name: bad\n    clusters: [{name: ok}]\n    storage: {uri: 'http://x'}\n", "storage.uri", "s3://"),

@@ -17,7 +17,7 @@ END = dt.datetime(2026, 11, 3, tzinfo=UTC)
 
 @pytest.fixture
 def cc():
-    return make_cost_center("b", end_date="2026-11-03")
+    return make_cost_center("bucket", end_date="2026-11-03")
 
 
 @pytest.mark.parametrize(("name", "params", "interval", "expected"), [
