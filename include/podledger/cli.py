@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from podledger.config import CostCenterConfig, load_config, load_cost_center
-from podledger.connections import get_connection, s3_storage_options
+from podledger.connections import aws_storage_options, get_connection
 from podledger.exceptions import PodledgerError
 from podledger.layout import manifest_key, plan_windows, to_utc
 from podledger.storage import FsspecStore, split_uri
@@ -24,7 +24,7 @@ log = logging.getLogger("podledger")
 def store_for(uri: str, aws_conn_id: str) -> FsspecStore:
     """Return an fsspec store for ``uri``; S3 credentials and endpoint come from the AWS connection."""
     scheme, bucket, _ = split_uri(uri)
-    options = s3_storage_options(get_connection(aws_conn_id)) if scheme == "s3" else {}
+    options = aws_storage_options(aws_conn_id) if scheme == "s3" else {}
     return FsspecStore(scheme, bucket, options)
 
 
@@ -56,7 +56,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             if not args.force and store.exists(manifest_key(split_uri(cc.storage.uri)[2], cluster.name, window)):
                 print(f"skipped {cluster.name} {window}: already complete (--force re-exports)")
                 continue
-            manifest = export_window(client, store, cc, cluster, window)
+            manifest = export_window(client, store, cc, cluster, window, adopt=args.adopt)
             rows = sum(m["rows"] for m in manifest["metrics"].values())
             print(f"exported {cluster.name} {window}: {len(manifest['metrics'])} metrics, {rows} rows")
     return 0
@@ -203,6 +203,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 1 if loaded.errors else 0
 
 
+def cmd_from_cronjob(args: argparse.Namespace) -> int:
+    from podledger.seed import cost_center_from_cronjob, render
+
+    config, connections = render(*cost_center_from_cronjob(Path(args.cronjob).read_text()))
+    if args.out:
+        Path(args.out).write_text(config)
+        print(f"wrote the cost center to {args.out}; check it with: podledger check-config --config {args.out}")
+    else:
+        print(config)
+    print(connections)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from podledger.demo import run_demo
 
@@ -232,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    staged("export", "export the metric catalog of each cluster-window to storage", cmd_export).add_argument(
-        "--force", action="store_true", help="re-export windows that already have a manifest")
+    p = staged("export", "export the metric catalog of each cluster-window to storage", cmd_export)
+    p.add_argument("--force", action="store_true", help="re-export windows that already have a manifest")
+    p.add_argument("--adopt", action="store_true",
+                   help="replace files at podledger's keys that podledger did not write (e.g. the seed exporter's)")
     staged("validate", "check exported windows are complete and sane", cmd_validate)
     staged("allocate", "split billed node-hours onto pods and reconcile; write Parquet", cmd_allocate).add_argument(
         "--out", required=True, help="Parquet file for the allocation rows")
@@ -268,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=int, default=6, choices=range(1, 25), metavar="1..24",
                    help="hours of the demo day to synthesize and run (default 6)")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("from-cronjob", help="turn the seed exporter's CronJob (its env) into a cost center and connections")
+    p.add_argument("cronjob", help="the CronJob manifest (YAML)")
+    p.add_argument("--out", help="write the cost-center YAML here (default: print it)")
+    p.set_defaults(func=cmd_from_cronjob)
     p = sub.add_parser("check-config", help="validate a cost-center file")
     p.add_argument("--config")
     p.set_defaults(func=cmd_check_config)

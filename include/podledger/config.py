@@ -275,6 +275,14 @@ class CostCenterConfig(_Model):
     def _cron(cls, value: str) -> str:
         return check_cron(value)
 
+    @field_validator("backfill_days", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> object:
+        # BACKFILL_DAYS in the seed's syntax: "3d" (days); a plain number is days too.
+        if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*d?\s*", value):
+            return int(value.strip().rstrip("d"))
+        return value
+
     @field_validator("time_frame_seconds")
     @classmethod
     def _divides_hour(cls, value: int) -> int:

@@ -7,12 +7,15 @@ this module understands the same two forms for the command line. Secrets stay in
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from podledger.exceptions import ConnectionConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,37 @@ def _from_uri(conn_id: str, uri: str) -> ConnectionInfo:
     )
 
 
+def _airflow_connection(conn_id: str) -> ConnectionInfo | None:
+    """The connection as Airflow resolves it (environment, secrets backends, metadata DB), or None without Airflow.
+
+    The only place the library reaches into Airflow, and only when it is installed: the CLI must see the same
+    Connections as the DAGs, secrets backends included.
+    """
+    try:
+        from airflow.exceptions import AirflowNotFoundException
+        from airflow.models.connection import Connection
+    except ImportError:
+        return None
+    try:
+        conn = Connection.get_connection_from_secrets(conn_id)
+    except AirflowNotFoundException:
+        return None
+    except Exception as exc:  # noqa: BLE001 - no metadata DB here: the environment variables are the source
+        log.debug("connection %s: Airflow could not resolve it (%s); using AIRFLOW_CONN_* only", conn_id, exc)
+        return None
+    return ConnectionInfo(conn_id=conn_id, conn_type=conn.conn_type or "", host=conn.host or "",
+                          schema=conn.schema or "", login=conn.login, password=conn.password, port=conn.port,
+                          extra=conn.extra_dejson)
+
+
 def get_connection(conn_id: str) -> ConnectionInfo:
-    """Return the connection defined in ``AIRFLOW_CONN_<ID>`` or raise naming the variable to set."""
+    """Return a connection: through Airflow when it is installed (secrets backends), else ``AIRFLOW_CONN_<ID>``."""
     name = env_var_name(conn_id)
     value = os.environ.get(name)
+    if not value:
+        resolved = _airflow_connection(conn_id)
+        if resolved is not None:
+            return resolved
     if not value:
         raise ConnectionConfigError(
             f"connection {conn_id!r} is not defined: set {name} (JSON or URI, as for Airflow) "
@@ -90,6 +120,48 @@ def get_connection(conn_id: str) -> ConnectionInfo:
             extra=extra,
         )
     return _from_uri(conn_id, value)
+
+
+def aws_storage_options(aws_conn_id: str) -> dict[str, Any]:
+    """s3fs options for an AWS connection, with credentials resolved exactly as the DAGs resolve them.
+
+    With the Amazon provider installed: its ``AwsBaseHook`` (keys, profile, ``role_arn`` with
+    ``assume_role_kwargs`` such as ``ExternalId``, web identity…), then its endpoint and region. Without it: the
+    connection's keys, and ``role_arn`` (+ ``external_id`` or ``assume_role_kwargs.ExternalId``) assumed through STS.
+    """
+    try:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    except ImportError:
+        return _assumed_options(get_connection(aws_conn_id))
+    hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="s3")
+    credentials = hook.get_credentials()
+    options: dict[str, Any] = {"key": credentials.access_key, "secret": credentials.secret_key}
+    if credentials.token:
+        options["token"] = credentials.token
+    client_kwargs = {k: v for k, v in (("endpoint_url", hook.conn_config.endpoint_url),
+                                       ("region_name", hook.conn_config.region_name)) if v}
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    return options
+
+
+def _assumed_options(conn: ConnectionInfo) -> dict[str, Any]:
+    options = s3_storage_options(conn)
+    role = conn.extra.get("role_arn")
+    if not role:
+        return options
+    import boto3
+
+    external = conn.extra.get("external_id") or (conn.extra.get("assume_role_kwargs") or {}).get("ExternalId")
+    sts_endpoint = ((conn.extra.get("service_config") or {}).get("sts") or {}).get("endpoint_url")
+    sts = boto3.client("sts", aws_access_key_id=options.get("key"), aws_secret_access_key=options.get("secret"),
+                       region_name=conn.extra.get("region_name") or "us-east-1", endpoint_url=sts_endpoint)
+    kwargs = {"RoleArn": role, "RoleSessionName": "podledger"}
+    if external:
+        kwargs["ExternalId"] = external
+    credentials = sts.assume_role(**kwargs)["Credentials"]
+    return {**options, "key": credentials["AccessKeyId"], "secret": credentials["SecretAccessKey"],
+            "token": credentials["SessionToken"]}
 
 
 def s3_storage_options(conn: ConnectionInfo | None) -> dict[str, Any]:

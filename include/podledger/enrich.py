@@ -10,7 +10,6 @@ The recipe for one cluster and an hour range:
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import io
 import json
 import logging
@@ -35,6 +34,7 @@ from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
 from podledger.focus import focus_instance_costs
 from podledger.layout import Window, manifest_key, plan_windows, to_utc
+from podledger.metric_files import read_json_answer
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore, split_uri
 from podledger.usage import node_hours, pod_presence
@@ -59,11 +59,7 @@ def read_metric_file(store: ObjectStore, key: str) -> pl.DataFrame:
     data = store.get(key)
     if key.endswith(".parquet"):
         return entries_of_maps(pl.read_parquet(io.BytesIO(data)))
-    records = [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line]
-    for record in records:
-        if isinstance(record.get("labels"), dict):
-            record["labels"] = [{"key": k, "value": v} for k, v in record["labels"].items()]
-    return pl.DataFrame(records, infer_schema_length=None)
+    return read_json_answer(data)
 
 
 def _damaged(store: ObjectStore, key: str, cluster: str, window: Window, what: str) -> ExportIncompleteError:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import io
 import json
 import logging
 import math
@@ -14,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from podledger import __version__
 from podledger.catalog import (
@@ -34,7 +31,8 @@ from podledger.catalog import (
 )
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import ExportIncompleteError, QueryTooLarge
-from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
+from podledger.layout import EXTENSIONS, Window, day_prefix, manifest_key, metric_key
+from podledger.metric_files import serialise, written_by_podledger
 from podledger.promclient import QueryResult, instant_query, range_query
 from podledger.shards import Shard, shard_label
 from podledger.storage import ObjectStore, split_uri
@@ -234,23 +232,6 @@ def run_probes(client: Any, cluster: ClusterConfig, window: Window, *, cluster_l
     return answers
 
 
-def serialise(table: pa.Table, fmt: str) -> bytes:
-    """Serialise a metric table as Parquet (zstd) or gzipped JSON lines (the seed's format)."""
-    if fmt == "parquet":
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        return buffer.getvalue()
-    lines = []
-    for record in table.to_pylist():
-        for key, value in record.items():
-            if isinstance(value, dt.datetime):
-                record[key] = value.isoformat()
-            elif key == "labels" and value is not None:
-                record[key] = dict(value)
-        lines.append(json.dumps(record, separators=(",", ":")))
-    return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
-
-
 def query_raw(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, step: int, *,
               cluster_label: str | None, timeout: float, retries: int = 4) -> MetricFrame:
     """Fetch the series behind ``spec`` at ``step`` over (start, end]: one row per series and timestamp."""
@@ -299,13 +280,68 @@ def _check_owner(store: ObjectStore, key: str, cost_center: str) -> None:
             "centers write the same cluster folder; give each its own storage.uri prefix")
 
 
+class _WindowLog(logging.Handler):
+    """Collect what the exporter and the Prometheus client log while one window exports (no secrets are logged)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.dumps({"time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+                                      "level": record.levelname, "logger": record.name,
+                                      "message": record.getMessage()}))
+
+
+def _refuse_foreign_files(store: ObjectStore, prefix: str, cluster: str, window: Window, names: list[str]) -> None:
+    """Refuse to overwrite files podledger did not write (the seed exporter's, at identical keys) in a new window."""
+    targets = {metric_key(prefix, cluster, window, name, fmt) for name in names for fmt in EXTENSIONS}
+    present = [k for k in store.list(day_prefix(prefix, cluster, window.start) + "/") if k in targets]
+    foreign = [k for k in present if not written_by_podledger(k, store.get(k))]
+    if foreign:
+        raise ExportIncompleteError(
+            f"cluster {cluster}, window {window}: {len(foreign)} file(s) at podledger's keys were not written by podledger "
+            f"(e.g. the seed exporter's), first {store.scheme}://{store.bucket}/{foreign[0]}: refusing to overwrite them. "
+            "Move them elsewhere to keep them, or pass adopt (podledger export --adopt) to replace them with "
+            "podledger's export")
+
+
 def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
-                  window: Window, *, metrics: tuple[MetricSpec, ...] | None = None) -> dict[str, Any]:
+                  window: Window, *, metrics: tuple[MetricSpec, ...] | None = None, adopt: bool = False) -> dict[str, Any]:
     """Export one cluster-window and return its manifest; the manifest is written only after every file.
 
     The old manifest is deleted first, so a run killed half way leaves the window visibly incomplete
     rather than pointing at a mix of old and new files. Keys are deterministic: a re-run replaces them.
+    The window's log (queries, answers' sizes, retries, timings) is written beside the manifest, as the seed's
+    CronJob writes its logs to the bucket, whether the export succeeds or fails.
     """
+    handler = _WindowLog()
+    loggers = [logging.getLogger(name) for name in ("podledger.export", "podledger.promclient")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    _, _, prefix = split_uri(cost_center.storage.uri)
+    log_key = manifest_key(prefix, cluster.name, window).replace("_manifest.json", "_export_log.jsonl")
+    try:
+        return _export_window(client, store, cost_center, cluster, window, metrics=metrics, adopt=adopt)
+    except Exception as exc:
+        handler.lines.append(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(), "level": "ERROR",
+                                         "logger": "podledger.export", "message": f"{type(exc).__name__}: {exc}"}))
+        raise
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        try:
+            store.put(log_key, ("\n".join(handler.lines) + "\n").encode())
+        except Exception as exc:  # noqa: BLE001 - the log never hides the export's own outcome
+            log.warning("cluster %s window %s: could not write the export log %s: %s", cluster.name, window, log_key, exc)
+
+
+def _export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
+                   window: Window, *, metrics: tuple[MetricSpec, ...] | None, adopt: bool) -> dict[str, Any]:
     _, _, prefix = split_uri(cost_center.storage.uri)
     fmt = cost_center.storage.format
     metrics = enabled_metrics(cost_center) if metrics is None else metrics
@@ -316,6 +352,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
     if store.exists(m_key):
         _check_owner(store, m_key, cost_center.name)
         store.delete([m_key])
+    elif not adopt:
+        _refuse_foreign_files(store, prefix, cluster.name, window, [s.name for s in metrics])
 
     def run(spec: MetricSpec) -> MetricFrame:
         frame = query_metric(client, spec, cluster, window, cluster_label=cluster_label,
@@ -338,7 +376,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         raw = query_raw(client, CATALOG_BY_NAME[name], cluster, window, step, cluster_label=cluster_label,
                         timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
         key = metric_key(prefix, cluster.name, window, f"{name}_raw", fmt)
-        store.put(key, serialise(raw.table, fmt))
+        store.put(key, serialise(raw.table, fmt, metric=f"{name}_raw", keys=(), window=window))
         raw_entries[name] = {"key": key, "rows": raw.table.num_rows, "series": raw.series, "step_seconds": step,
                              "query_seconds": round(raw.query_seconds, 4), "bytes_received": raw.bytes_received,
                              "wire_bytes": raw.wire_bytes, "prometheus_samples": raw.samples}
@@ -347,7 +385,8 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
     entries: dict[str, Any] = {}
     for frame in frames:
         key = metric_key(prefix, cluster.name, window, frame.spec.name, fmt)
-        store.put(key, serialise(frame.table, fmt))
+        store.put(key, serialise(frame.table, fmt, metric=frame.spec.name, keys=frame.spec.keys, window=window,
+                                 labels_map=frame.spec.labels_map))
         stale = [metric_key(prefix, cluster.name, window, frame.spec.name, other)
                  for other in EXTENSIONS if other != fmt]
         store.delete([k for k in stale if store.exists(k)])

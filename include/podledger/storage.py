@@ -25,6 +25,11 @@ class ObjectStore(Protocol):
     def delete(self, keys: list[str]) -> None: ...
 
 
+def parent_folder(key: str) -> str:
+    """The folder holding ``key`` (``a/b/c.json`` -> ``a/b/``), as a ListObjects prefix."""
+    return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+
+
 def split_uri(uri: str) -> tuple[str, str, str]:
     """Split ``s3://bucket/prefix`` or ``file:///dir/prefix`` into (scheme, bucket, prefix)."""
     parts = urlsplit(uri)
@@ -63,21 +68,47 @@ class FsspecStore:
         return self._fs.cat_file(self._path(key))
 
     def exists(self, key: str) -> bool:
-        return bool(self._fs.exists(self._path(key)))
+        if self.scheme != "s3":
+            return bool(self._fs.exists(self._path(key)))
+        try:
+            self._fs.info(self._path(key), refresh=True)
+            return True
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            # AWS answers a HEAD of a missing key with 403 when the caller has no unconditional s3:ListBucket
+            # (the seed's policy): ask the key's folder instead, by a delimited listing the policy allows.
+            return key in self._walk(parent_folder(key), recursive=False)
+
+    def _walk(self, prefix: str, *, recursive: bool = True) -> list[str]:
+        """Keys under ``prefix`` by listings with delimiter "/" only (what least-privilege policies allow)."""
+        root = self.bucket.rstrip("/") + "/"
+        folders, keys = [prefix.rstrip("/") + "/" if prefix else ""], []
+        while folders:
+            folder = folders.pop()
+            try:
+                entries = self._fs.ls(self._path(folder).rstrip("/"), detail=True, refresh=True)
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                name = entry["name"][len(root):] if entry["name"].startswith(root) else entry["name"]
+                if entry["type"] == "directory":
+                    if recursive:
+                        folders.append(name.rstrip("/") + "/")
+                elif name.startswith(prefix):
+                    keys.append(name)
+        return keys
 
     def list(self, prefix: str) -> list[str]:
+        if self.scheme == "s3":
+            return sorted(self._walk(prefix))
         base = self._path(prefix)
         root = self.bucket.rstrip("/") + "/"
         try:
             found = self._fs.find(base)
         except FileNotFoundError:
             return []
-        strip = root.lstrip("/") if self.scheme == "s3" else root
-        keys = []
-        for path in found:
-            path = path if self.scheme == "s3" else path
-            keys.append(path[len(strip):] if path.startswith(strip) else path.split(root, 1)[-1])
-        return sorted(keys)
+        return sorted(path[len(root):] if path.startswith(root) else path.split(root, 1)[-1] for path in found)
 
     def delete(self, keys: list[str]) -> None:
         if keys:

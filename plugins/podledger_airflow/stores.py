@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+from podledger.storage import parent_folder
+
 
 class S3HookStore:
     """Keys relative to ``bucket``; credentials, endpoint and role come from the AWS connection."""
@@ -21,10 +23,32 @@ class S3HookStore:
         return self.hook.get_key(key, bucket_name=self.bucket).get()["Body"].read()
 
     def exists(self, key: str) -> bool:
-        return bool(self.hook.check_for_key(key, bucket_name=self.bucket))
+        from botocore.exceptions import ClientError
+
+        try:
+            return bool(self.hook.check_for_key(key, bucket_name=self.bucket))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("403", "AccessDenied", "Forbidden"):
+                raise
+            # AWS answers a HEAD of a missing key with 403 when the caller has no unconditional s3:ListBucket
+            # (the seed's policy): ask the key's folder instead, by a delimited listing the policy allows.
+            return key in self._walk(parent_folder(key), recursive=False)
+
+    def _walk(self, prefix: str, *, recursive: bool = True) -> list[str]:
+        """Keys under ``prefix`` by ListObjectsV2 with delimiter "/" only (what least-privilege policies allow)."""
+        paginator = self.hook.get_conn().get_paginator("list_objects_v2")
+        folders = [prefix.rstrip("/") + "/" if prefix else ""]
+        keys: list[str] = []
+        while folders:
+            folder = folders.pop()
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+                if recursive:
+                    folders += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        return [k for k in keys if k.startswith(prefix)]
 
     def list(self, prefix: str) -> list[str]:
-        return sorted(self.hook.list_keys(bucket_name=self.bucket, prefix=prefix))
+        return sorted(self._walk(prefix))
 
     def delete(self, keys: list[str]) -> None:
         if keys:

@@ -21,7 +21,8 @@ from podledger.warehouse import DuckDBLoader
 
 END = SYNTH_START + dt.timedelta(hours=SYNTH_HOURS)
 KEY_RE = re.compile(r"^k8s/prometheus/demo-eks/end=(\d{8})/day=(\d{1,2})/metric=([a-z_]+)/(\d{10})_\3\.(parquet|json\.gz)$")
-MANIFEST_RE = re.compile(r"^k8s/prometheus/demo-eks/end=\d{8}/day=\d{1,2}/_manifests/\d{10}_(manifest|validation)\.json$")
+MANIFEST_RE = re.compile(r"^k8s/prometheus/demo-eks/end=\d{8}/day=\d{1,2}/_manifests/\d{10}_"
+                         r"(manifest\.json|validation\.json|export_log\.jsonl)$")
 
 
 def _span() -> list[str]:
