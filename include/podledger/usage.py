@@ -7,7 +7,6 @@ get their billing key and capacity in core-/GiB-/GPU-hours.
 
 from __future__ import annotations
 
-import json
 import re
 
 import polars as pl
@@ -141,14 +140,27 @@ def _owners(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     return owner.select(*POD_KEY, kind.alias("controller_kind"), name.alias("controller_name"))
 
 
+def _json_string(column: str) -> pl.Expr:
+    """A string column as JSON text (quoted, escaped), vectorised: ``a"b`` -> ``"a\\"b"``."""
+    return pl.struct(pl.col(column).alias("x")).struct.json_encode().str.slice(5).str.strip_suffix("}")
+
+
 def _labels_json(frame: pl.DataFrame | None, keys: list[str], alias: str) -> pl.DataFrame | None:
-    """Return ``keys`` + the object's labels as a JSON object string (KSM's ``label_`` prefix removed)."""
+    """Return ``keys`` + the object's labels as a JSON object string (KSM's ``label_`` prefix removed, keys sorted).
+
+    Built by polars expressions (no Python loop over objects): this runs for every pod of every hour.
+    """
     if frame is None or "labels" not in frame.columns:
         return None
-    frame = frame.unique(subset=keys, keep="first")
-    encoded = [json.dumps({e["key"].removeprefix("label_"): e["value"] for e in entries or []}, sort_keys=True)
-               for entries in frame["labels"].to_list()]
-    return frame.select(keys).with_columns(pl.Series(alias, encoded, pl.String))
+    frame = frame.unique(subset=keys, keep="first", maintain_order=True).with_row_index("_row")
+    pairs = (frame.select("_row", "labels").explode("labels").filter(pl.col("labels").is_not_null())
+             .select("_row", pl.col("labels").struct.field("key").str.strip_prefix("label_").alias("k"),
+                     pl.col("labels").struct.field("value").alias("v"))
+             .sort("_row", "k")
+             .select("_row", pl.concat_str(_json_string("k"), pl.lit(": "), _json_string("v")).alias("pair"))
+             .group_by("_row", maintain_order=True).agg(pl.col("pair").str.join(", ")))
+    return (frame.select("_row", *keys).join(pairs, on="_row", how="left")
+            .select(*keys, pl.concat_str(pl.lit("{"), pl.col("pair").fill_null(""), pl.lit("}")).alias(alias)))
 
 
 def normalised_uid(frame: pl.DataFrame) -> pl.DataFrame:
