@@ -203,6 +203,36 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 1 if loaded.errors else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from podledger.report import cost_report
+    from podledger.warehouse import loader_for
+
+    cc = load_cost_center(args.cost_center, args.config)
+    loader = loader_for(cc.warehouse)
+    placeholder = "%s" if cc.warehouse.kind == "postgres" else "?"
+    try:
+        rows = loader.query(f"SELECT * FROM {loader.table} WHERE cost_center = {placeholder} AND hour_start >= "
+                            f"{placeholder} AND hour_start < {placeholder}", [cc.name, args.start, args.end])
+    except Exception as exc:  # noqa: BLE001 - a missing table or database: say where podledger looked
+        where = cc.warehouse.resolved_path() if cc.warehouse.kind == "duckdb" else f"connection {cc.warehouse.conn_id}"
+        raise PodledgerError(f"cannot read table {loader.table} in the warehouse ({where}): {str(exc).splitlines()[0]}; "
+                             "load allocation rows first (podledger load, or the enrichment DAG)") from None
+    if args.cluster:
+        rows = rows.filter(pl.col("cluster").is_in(args.cluster))
+    report = cost_report(rows, by=args.by, step=args.step)
+    if args.csv:
+        sys.stdout.write(report.write_csv())
+        return 0
+    with pl.Config(tbl_rows=args.top, tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, float_precision=4):
+        print(f"Cost by {args.by}{f' per {args.step}' if args.step else ''}, cost center {cc.name}, "
+              f"{args.start:%Y-%m-%d %H:%M} to {args.end:%Y-%m-%d %H:%M} UTC ({cc.billing.cost_basis}):")
+        print(report.select([c for c in report.columns if not c.endswith("_hours")]))
+    return 0
+
+
 def cmd_from_cronjob(args: argparse.Namespace) -> int:
     from podledger.seed import cost_center_from_cronjob, render
 
@@ -260,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--containers", action="store_true",
                    help="one recommendation per workload container (reads the exported per-container metrics)")
+    p = staged("report", "cost by namespace, controller, pod, node, instance type or label, from the warehouse",
+               cmd_report)
+    p.add_argument("--by", default="namespace", help="namespace | controller | pod | node | instance_type | label:<key>")
+    p.add_argument("--step", choices=["hour", "day", "week", "month"], help="one row per group and step")
+    p.add_argument("--csv", action="store_true", help="write CSV to standard output")
+    p.add_argument("--top", type=int, default=50, help="rows shown in the table (default 50)")
     p = sub.add_parser("retention", help="delete exported objects older than the cost center's retention_days")
     p.add_argument("--cost-center", required=True)
     p.add_argument("--config")

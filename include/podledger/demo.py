@@ -126,9 +126,13 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
     loader = DuckDBLoader(cc.warehouse.resolved_path(), cc.warehouse.table)
     rows = loader.query(f"SELECT * FROM {cc.warehouse.table} WHERE cost_center = ? AND hour_start >= ? AND hour_start < ?",
                         [COST_CENTER, start, end])
-    by_namespace = (rows.group_by("namespace").agg(pl.col("total_cost").sum().round(4).alias("cost_usd"),
-                                                    pl.col("pod").n_unique().alias("pods"))
-                    .sort("cost_usd", descending=True))
+    from podledger.report import cost_report
+
+    # The same numbers as `podledger report --by namespace`.
+    by_namespace = cost_report(rows, by="namespace").select(
+        "namespace", pl.col("total_cost").round(4).alias("cost_usd"), "pods",
+        *(pl.col(c).round(4) for c in ("cpu_cost", "memory_cost", "gpu_cost", "network_cost", "unused_cost")),
+        pl.col("efficiency").round(3))
     with pl.Config(tbl_rows=50, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True):
         print(f"\nCost by namespace, cluster demo-eks, {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC ({cc.billing.cost_basis}):")
@@ -172,7 +176,9 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
         print(f"  s3://{bucket}/{key}")
     print(f"Warehouse: DuckDB {loader.path}, table {loader.table} ({rows.height} rows for the demo window)")
     sql = f"select namespace, round(sum(total_cost),4) from {loader.table} group by 1 order by 2 desc"
-    print(f"  try: python -c \"import duckdb; print(duckdb.connect('{loader.path}').sql('{sql}'))\"")
+    print(f"  try: PODLEDGER_HOME={home} .venv/bin/podledger report --cost-center {COST_CENTER} --start "
+          f"{start:%Y-%m-%dT%H:%MZ} --end {end:%Y-%m-%dT%H:%MZ} --by label:team --step hour   (or --csv)")
+    print(f"  or SQL: python -c \"import duckdb; print(duckdb.connect('{loader.path}').sql('{sql}'))\"")
     return balanced
 
 
