@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# The demo needs prometheus/promtool; the tests also run VictoriaMetrics and nginx (auth in front of Prometheus).
+# The demo needs prometheus/promtool; the tests also run VictoriaMetrics, nginx (auth in front of Prometheus) and
+# headless chromium (the cost explorer page).
 PACKAGES="prometheus"
-if [ "${1:-}" = "--dev" ]; then PACKAGES="prometheus victoria-metrics nginx-light docker-compose"; fi
+if [ "${1:-}" = "--dev" ]; then PACKAGES="prometheus victoria-metrics nginx-light docker-compose chromium chromium-driver"; fi
 MISSING=""
 for pkg in $PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || MISSING="$MISSING $pkg"

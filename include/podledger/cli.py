@@ -87,6 +87,7 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     import polars as pl
 
     from podledger.enrich import enrich_cluster
+    from podledger.warehouse import reconciliation_rows
 
     cc = load_cost_center(args.cost_center, args.config)
     metrics = store_for(cc.storage.uri, cc.storage.aws_conn_id)
@@ -98,7 +99,8 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     rows.write_parquet(args.out)
     items_path = split_items_path(args.out)
     pl.concat([r.split_line_items for r in results]).write_parquet(items_path)
-    report = pl.concat([r.reconciliation for r in results])
+    report = pl.concat([r.reconciliation for r in results], how="diagonal_relaxed")
+    reconciliation_rows(report, cc.name).write_parquet(str(Path(args.out).with_suffix("")) + ".reconciliation.parquet")
     print(report)
     print(f"wrote {rows.height} allocation rows to {args.out} and the AWS-shaped split line items to {items_path}")
     return 0
@@ -118,11 +120,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     rows = pl.read_parquet(args.rows)
     items_path = Path(split_items_path(args.rows))
     items = pl.read_parquet(items_path) if items_path.exists() else None
+    recon_path = Path(str(Path(args.rows).with_suffix("")) + ".reconciliation.parquet")
+    recon = pl.read_parquet(recon_path) if recon_path.exists() else None
     loader = loader_for(cc.warehouse)
     for name in (args.cluster or sorted(rows["cluster"].unique())):
         part = rows.filter(pl.col("cluster") == name)
         loader.load(part, cost_center=cc.name, cluster=name, start=args.start, end=args.end,
-                    split_items=items.filter(pl.col("cluster") == name) if items is not None else None)
+                    split_items=items.filter(pl.col("cluster") == name) if items is not None else None,
+                    reconciliation=recon.filter(pl.col("cluster") == name) if recon is not None else None)
         print(f"loaded {part.height} rows for {name} into {cc.warehouse.kind} table {loader.table} (+ split line items)")
     return 0
 

@@ -86,6 +86,20 @@ def check_loaded(loaded: pl.DataFrame, rows: pl.DataFrame, where: str) -> None:
                         f"rows costing {first['expected_cost']!r} ({bad.height} hour(s) differ); the load was rolled back")
 
 
+RECONCILIATION_COLUMNS = {"hour_start": pl.Datetime("us", "UTC"), "cost_center": pl.String, "cluster": pl.String,
+                          "allocated_cost": pl.Float64, "billed_cost": pl.Float64, "billed_from_files": pl.Float64,
+                          "difference": pl.Float64}
+
+
+def reconciliation_rows(report: pl.DataFrame, cost_center: str) -> pl.DataFrame:
+    """The per-hour reconciliation of an enrichment in the warehouse's shape (for the cost explorer)."""
+    frame = report.with_columns(pl.lit(cost_center).alias("cost_center"))
+    for name, dtype in RECONCILIATION_COLUMNS.items():
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype).alias(name))
+    return frame.select(pl.col(n).cast(t) for n, t in RECONCILIATION_COLUMNS.items())
+
+
 READBACK_SQL = ("SELECT hour_start, count(*) AS rows, sum(total_cost) AS cost FROM {table} WHERE cost_center = {p} "
                 "AND cluster = {p} AND hour_start >= {p} AND hour_start < {p} GROUP BY hour_start")
 
@@ -122,12 +136,15 @@ class DuckDBLoader:
                 delay = min(delay * 2, 1.0)
 
     def load(self, rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime,
-             split_items: pl.DataFrame | None = None) -> int:
+             split_items: pl.DataFrame | None = None, reconciliation: pl.DataFrame | None = None) -> int:
         """Replace the rows of (cost_center, cluster, [start, end)) with ``rows`` (and the split line items)."""
         check_slice(rows, cost_center=cost_center, cluster=cluster, start=start, end=end)
         if split_items is not None:
             check_slice(split_items, cost_center=cost_center, cluster=cluster, start=start, end=end,
                         time_column="line_item_usage_start_date", what="split line item")
+        if reconciliation is not None:
+            check_slice(reconciliation, cost_center=cost_center, cluster=cluster, start=start, end=end,
+                        what="reconciliation hour")
         con = self.connect()
         try:
             con.register("podledger_rows", rows.select(list(OUTPUT_SCHEMA)).to_arrow())
@@ -147,6 +164,13 @@ class DuckDBLoader:
                 con.execute(f"DELETE FROM {table} WHERE cost_center = ? AND cluster = ? AND line_item_usage_start_date >= ? "
                             "AND line_item_usage_start_date < ?", [cost_center, cluster, start, end])
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM podledger_items")
+            if reconciliation is not None:
+                table = f"{self.table}_reconciliation"
+                con.register("podledger_recon", reconciliation.select(list(RECONCILIATION_COLUMNS)).to_arrow())
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM podledger_recon WHERE false")
+                con.execute(f"DELETE FROM {table} WHERE cost_center = ? AND cluster = ? AND hour_start >= ? "
+                            "AND hour_start < ?", [cost_center, cluster, start, end])
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM podledger_recon")
             loaded = pl.DataFrame(con.execute(READBACK_SQL.format(table=self.table, p="?"),
                                               [cost_center, cluster, start, end]).fetchall(),
                                   schema=["hour_start", "rows", "cost"], orient="row")
@@ -161,9 +185,9 @@ class DuckDBLoader:
                  cluster, start, end, rows.height)
         return rows.height
 
-    def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
-        """Run a read query and return a polars frame."""
-        con = self.connect()
+    def query(self, sql: str, params: list | None = None, *, read_only: bool = False) -> pl.DataFrame:
+        """Run a read query and return a polars frame (``read_only``: never blocks a load for long, waits for one)."""
+        con = self.connect(read_only=read_only, wait_seconds=10.0 if read_only else 120.0)
         try:
             frame = con.sql(sql, params=params or None).pl()
         finally:
@@ -205,7 +229,7 @@ class PostgresLoader:
         self.table = table
 
     def load(self, rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime,
-             split_items: pl.DataFrame | None = None) -> int:
+             split_items: pl.DataFrame | None = None, reconciliation: pl.DataFrame | None = None) -> int:
         """Replace the rows of (cost_center, cluster, [start, end)) with ``rows``; return rows inserted."""
         import psycopg
 
@@ -214,6 +238,9 @@ class PostgresLoader:
         if split_items is not None:
             check_slice(split_items, cost_center=cost_center, cluster=cluster, start=start, end=end,
                         time_column="line_item_usage_start_date", what="split line item")
+        if reconciliation is not None:
+            check_slice(reconciliation, cost_center=cost_center, cluster=cluster, start=start, end=end,
+                        what="reconciliation hour")
         with psycopg.connect(self.dsn) as con:  # one transaction: commit on success, rollback on error
             with con.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.table])
@@ -230,12 +257,23 @@ class PostgresLoader:
                 copy_csv(cur, self.table, rows.select(columns))
                 if split_items is not None:
                     self._load_items(cur, split_items, cost_center, cluster, start, end)
+                if reconciliation is not None:
+                    self._load_reconciliation(cur, reconciliation, cost_center, cluster, start, end)
                 cur.execute(READBACK_SQL.format(table=self.table, p="%s"), [cost_center, cluster, start, end])
                 loaded = pl.DataFrame(cur.fetchall(), schema=["hour_start", "rows", "cost"], orient="row")
                 check_loaded(loaded, rows, f"warehouse postgres table {self.table}, {cost_center}/{cluster}")
         log.info("warehouse postgres table %s: replaced %s/%s [%s, %s) with %d rows", self.table, cost_center, cluster,
                  start, end, rows.height)
         return rows.height
+
+    def _load_reconciliation(self, cur, report: pl.DataFrame, cost_center: str, cluster: str,  # noqa: ANN001
+                             start: dt.datetime, end: dt.datetime) -> None:
+        table = f"{self.table}_reconciliation"
+        columns = ", ".join(f"{n} {_POSTGRES_TYPES[t]}" for n, t in RECONCILIATION_COLUMNS.items())
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+        cur.execute(f"DELETE FROM {table} WHERE cost_center = %s AND cluster = %s AND hour_start >= %s AND hour_start < %s",
+                    [cost_center, cluster, start, end])
+        copy_csv(cur, table, report.select(list(RECONCILIATION_COLUMNS)))
 
     def _load_items(self, cur, items: pl.DataFrame, cost_center: str, cluster: str, start: dt.datetime,  # noqa: ANN001
                     end: dt.datetime) -> None:
@@ -247,7 +285,7 @@ class PostgresLoader:
                     "AND line_item_usage_start_date < %s", [cost_center, cluster, start, end])
         copy_csv(cur, table, items)
 
-    def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
+    def query(self, sql: str, params: list | None = None, *, read_only: bool = False) -> pl.DataFrame:
         """Run a read query and return a polars frame."""
         import psycopg
 

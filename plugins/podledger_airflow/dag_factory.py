@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Any
 
@@ -16,6 +17,7 @@ from podledger_airflow.dag_docs import BILLING_DOC, ENRICH_DOC, export_doc
 from podledger_airflow.sensors import CurCoverageSensor, ExportManifestSensor
 
 TAG = "podledger"
+log = logging.getLogger(__name__)
 
 
 
@@ -288,6 +290,7 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             from podledger.enrich import enrich_cluster
             from podledger.layout import to_utc
             from podledger.storage import split_uri as split
+            from podledger.warehouse import reconciliation_rows
             from podledger_airflow.stores import S3HookStore
 
             if cluster_name not in rng["clusters"]:
@@ -305,9 +308,15 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             buffer = io.BytesIO()
             result.split_line_items.write_parquet(buffer)
             metrics_store.put(key.replace(".parquet", ".split_line_items.parquet"), buffer.getvalue())
-            total = result.reconciliation["billed_cost"].sum()
-            print(result.reconciliation)
-            return {"cluster": cluster_name, "key": key, "rows": result.rows.height, "billed_cost": total}
+            buffer = io.BytesIO()
+            reconciliation_rows(result.reconciliation, cost_center.name).write_parquet(buffer)
+            metrics_store.put(key.replace(".parquet", ".reconciliation.parquet"), buffer.getvalue())
+            currency = ",".join(sorted(result.rows["currency"].drop_nulls().unique().to_list()))
+            total = round(float(result.reconciliation["billed_cost"].sum()), 6)
+            log.info("cluster %s: %d rows, billed %s %s over %d hour(s), every hour reconciled with the bill's files",
+                     cluster_name, result.rows.height, total, currency, result.reconciliation.height)
+            return {"cluster": cluster_name, "key": key, "rows": result.rows.height, "billed_cost": total,
+                    "currency": currency}
 
         @task
         def load(outputs: list[dict[str, Any]], rng: dict[str, Any]) -> int:
@@ -330,8 +339,10 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
                     continue
                 rows = pl.read_parquet(io.BytesIO(store.get(out["key"])))
                 items = pl.read_parquet(io.BytesIO(store.get(out["key"].replace(".parquet", ".split_line_items.parquet"))))
+                recon = pl.read_parquet(io.BytesIO(store.get(out["key"].replace(".parquet", ".reconciliation.parquet"))))
                 loaded += loader.load(rows, cost_center=cost_center.name, cluster=out["cluster"],
-                                      start=to_utc(rng["start"]), end=to_utc(rng["end"]), split_items=items)
+                                      start=to_utc(rng["start"]), end=to_utc(rng["end"]), split_items=items,
+                                      reconciliation=recon)
             return loaded
 
         rng = hour_range()

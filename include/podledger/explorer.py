@@ -1,0 +1,115 @@
+"""The cost explorer's data: allocation, cost over time, reconciliation, freshness and rightsizing from the warehouse.
+
+Pure functions over a warehouse loader (DuckDB opened read-only, PostgreSQL through its connection); the Airflow
+plugin (plugins/podledger_airflow/explorer.py) serves them as JSON and CSV, and `podledger report` prints the same
+allocation table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import polars as pl
+
+from podledger.config import CostCenterConfig
+from podledger.report import STEPS, cost_report
+
+IDLE = "__idle__"
+
+
+def read_rows(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime,
+              cluster: str | None = None) -> pl.DataFrame:
+    """The allocation rows of a cost center (and cluster) in [start, end)."""
+    p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
+    sql = f"SELECT * FROM {loader.table} WHERE cost_center = {p} AND hour_start >= {p} AND hour_start < {p}"
+    params: list[Any] = [cost_center.name, start, end]
+    if cluster:
+        sql += f" AND cluster = {p}"
+        params.append(cluster)
+    return loader.query(sql, params, read_only=True)
+
+
+def share_idle(rows: pl.DataFrame) -> pl.DataFrame:
+    """OpenCost's "share idle": each cluster-hour's __idle__ cost spread onto its pods in proportion to their cost."""
+    is_idle = pl.col("namespace") == IDLE
+    idle = (rows.filter(is_idle).group_by("hour_start", "cluster").agg(pl.col("total_cost").sum().alias("idle"))
+            .with_columns(pl.col("idle")))
+    pods = rows.filter(~pl.col("namespace").str.starts_with("__"))
+    pod_total = pods.group_by("hour_start", "cluster").agg(pl.col("total_cost").sum().alias("pod_total"))
+    shared = (pods.join(idle, on=["hour_start", "cluster"], how="left").join(pod_total, on=["hour_start", "cluster"])
+              .with_columns((pl.col("total_cost") / pl.col("pod_total") * pl.col("idle").fill_null(0.0)).alias("share"))
+              .with_columns((pl.col("unused_cost") + pl.col("share")).alias("unused_cost"),
+                            (pl.col("total_cost") + pl.col("share")).alias("total_cost"))
+              .drop("idle", "pod_total", "share"))
+    # Hours whose pods cost nothing keep their idle row (nothing to share it onto).
+    kept_idle = rows.filter(is_idle).join(pod_total.filter(pl.col("pod_total") > 0), on=["hour_start", "cluster"],
+                                          how="anti")
+    others = rows.filter(pl.col("namespace").str.starts_with("__") & ~is_idle)
+    return pl.concat([shared, kept_idle, others], how="diagonal_relaxed")
+
+
+def allocation(rows: pl.DataFrame, *, by: str, step: str, idle: str = "separate", top: int = 8) -> dict[str, Any]:
+    """The allocation table for the whole range and the cost over time (top groups stacked, the rest as other)."""
+    if idle == "shared":
+        rows = share_idle(rows)
+    table = cost_report(rows, by=by)
+    series = cost_report(rows, by=by, step=step)
+    leaders = table.head(top)[by].to_list()
+    series = (series.with_columns(pl.when(pl.col(by).is_in(leaders)).then(pl.col(by)).otherwise(pl.lit("other")).alias(by))
+              .group_by(step, by).agg(pl.col("total_cost").sum()).sort(step, by))
+    return {"table": table, "series": series, "groups": [*leaders, *(["other"] if series[by].eq("other").any() else [])]}
+
+
+def reconciliation(loader: Any, cost_center: CostCenterConfig, rows: pl.DataFrame, start: dt.datetime,
+                   end: dt.datetime, cluster: str | None = None) -> pl.DataFrame:
+    """Per hour and cluster: allocated (Σ rows, read back), billed (from the bill's files at enrichment), unpriced."""
+    p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
+    sql = (f"SELECT hour_start, cluster, billed_from_files, billed_cost FROM {loader.table}_reconciliation "
+           f"WHERE cost_center = {p} AND hour_start >= {p} AND hour_start < {p}")
+    try:
+        billed = loader.query(sql, [cost_center.name, start, end], read_only=True)
+    except Exception:  # noqa: BLE001 - loaded by an older podledger: no reconciliation table yet
+        billed = pl.DataFrame(schema={"hour_start": pl.Datetime("us", "UTC"), "cluster": pl.String,
+                                      "billed_from_files": pl.Float64, "billed_cost": pl.Float64})
+    if cluster:
+        billed = billed.filter(pl.col("cluster") == cluster)
+    allocated = rows.group_by("hour_start", "cluster").agg(
+        pl.col("total_cost").sum().alias("allocated"),
+        pl.col("total_cost").filter(pl.col("namespace") == "__unpriced__").sum().alias("unpriced"),
+        pl.col("total_cost").filter(pl.col("namespace") == "__unallocated__").sum().alias("unallocated"),
+        pl.col("total_cost").filter(pl.col("namespace") == IDLE).sum().alias("idle"),
+        pl.col("total_cost").filter(pl.col("namespace") == "__cluster_overhead__").sum().alias("overhead"))
+    report = allocated.join(billed.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))),
+                            on=["hour_start", "cluster"], how="full", coalesce=True)
+    billed_col = pl.coalesce("billed_from_files", "billed_cost")
+    return (report.with_columns(billed_col.alias("billed"))
+            .with_columns((pl.col("allocated") - pl.col("billed")).alias("difference"))
+            .select("hour_start", "cluster", "allocated", "billed", "difference", "unpriced", "unallocated", "idle",
+                    "overhead").sort("hour_start", "cluster"))
+
+
+def freshness(loader: Any, cost_center: CostCenterConfig) -> pl.DataFrame:
+    """Per cluster: the last hour loaded, and the hours still waiting for the bill (__unpriced__ cost)."""
+    p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
+    sql = (f"SELECT cluster, max(hour_start) AS last_hour_loaded, count(DISTINCT hour_start) AS hours_loaded, "
+           f"count(DISTINCT CASE WHEN namespace = '__unpriced__' THEN hour_start END) AS hours_waiting_for_bill "
+           f"FROM {loader.table} WHERE cost_center = {p} GROUP BY cluster ORDER BY cluster")
+    return loader.query(sql, [cost_center.name], read_only=True)
+
+
+def label_keys(rows: pl.DataFrame) -> list[str]:
+    """The pod and namespace label keys present in the rows (for "aggregate by label")."""
+    keys: set[str] = set()
+    for column in ("pod_labels", "namespace_labels"):
+        for text in rows[column].drop_nulls().unique().head(5000).to_list():
+            try:
+                keys.update(json.loads(text))
+            except ValueError:
+                continue
+    return sorted(keys)
+
+
+def step_names() -> list[str]:
+    return list(STEPS)
