@@ -209,6 +209,9 @@ def run_demo(workdir: Path, *, use_airflow: bool = True, keep_running: bool = Fa
         if use_airflow:
             _step(f"4/6 running the DAGs with airflow dags test (log: {home / 'airflow.log'})")
             run_pipeline_in_airflow(env, start, end, home / "airflow.log")
+            print(f"    the cost explorer: AIRFLOW_HOME={home / 'airflow'} PODLEDGER_HOME={home} "
+                  f"PODLEDGER_CONFIG={SAMPLE_CONFIG} AIRFLOW__CORE__PLUGINS_FOLDER={REPO / 'plugins'} "
+                  ".venv/bin/airflow standalone, then open http://127.0.0.1:8080/plugin/podledger-costs", flush=True)
         else:
             _step("4/6 running the stages with the podledger command")
             run_pipeline_directly(env, start, end, home)
