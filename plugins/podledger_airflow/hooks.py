@@ -10,11 +10,20 @@ from podledger.connections import ConnectionInfo
 from podledger.promclient import check_ready, client_from_connection
 
 
+def form_extras(extra: dict[str, Any]) -> dict[str, Any]:
+    """The "Prometheus" form's fields (``extra__prometheus__…`` or plain names) in the extras podledger reads."""
+    extra = {k.removeprefix("extra__prometheus__"): v for k, v in extra.items() if v not in (None, "")}
+    region, aws = extra.pop("sigv4_region", None), extra.pop("sigv4_aws_conn_id", None)
+    if region and not extra.get("sigv4"):
+        extra["sigv4"] = {"region": region, "aws_conn_id": aws or "aws_default"}
+    return extra
+
+
 def connection_info(conn_id: str) -> ConnectionInfo:
     """Return an Airflow connection's fields in podledger's (Airflow-free) shape."""
     conn = BaseHook.get_connection(conn_id)
     return ConnectionInfo(conn_id=conn_id, conn_type=conn.conn_type or "", host=conn.host or "", schema=conn.schema or "",
-                          login=conn.login, password=conn.password, port=conn.port, extra=conn.extra_dejson)
+                          login=conn.login, password=conn.password, port=conn.port, extra=form_extras(conn.extra_dejson))
 
 
 class PrometheusHook(BaseHook):
@@ -28,8 +37,8 @@ class PrometheusHook(BaseHook):
 
     conn_name_attr = "prometheus_conn_id"
     default_conn_name = "prometheus_default"
-    conn_type = "http"
-    hook_name = "Prometheus"
+    conn_type = "prometheus"  # the connection type podledger registers (its form: podledger/provider.py); http works too
+    hook_name = "Prometheus (podledger)"
 
     def __init__(self, prometheus_conn_id: str = default_conn_name, timeout: float = 120.0) -> None:
         super().__init__()
