@@ -128,7 +128,9 @@ class DuckDBLoader:
         delay = 0.05
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                con.execute("SET TimeZone = 'UTC'")  # date_trunc and friends on TIMESTAMPTZ work in UTC
+                return con
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise LoadError(f"warehouse {self.path}: cannot open it ({exc})") from exc

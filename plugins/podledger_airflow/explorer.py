@@ -93,22 +93,25 @@ def allocation_api(cost_center: str | None = None, cluster: str | None = None, s
                    end: str | None = None, by: str = "namespace", step: str = Query("day", pattern="^(hour|day|week|month)$"),
                    idle: str = Query("separate", pattern="^(separate|shared)$"), format: str = "json") -> Response:  # noqa: A002
     from podledger.exceptions import PodledgerError
-    from podledger.explorer import allocation, label_keys, read_rows
+    from podledger.explorer import allocation_from_warehouse, label_keys_sql
 
     center = _cost_center(cost_center)
     start_at, end_at = _range(start, end)
-    rows = read_rows(_loader(center), center, start_at, end_at, cluster)
-    try:
-        result = allocation(rows, by=by, step=step, idle=idle)
+    loader = _loader(center)
+    try:  # aggregated by the warehouse: months of rows never leave it
+        result = allocation_from_warehouse(loader, center, start_at, end_at, by=by, step=step, idle=idle,
+                                           cluster=cluster)
     except PodledgerError as exc:
         raise HTTPException(422, str(exc)) from None
+    table = result["table"]
     if format == "csv":
-        return _frame(result["table"], "csv", f"podledger-{center.name}-by-{by.replace(':', '-')}")
+        return _frame(table, "csv", f"podledger-{center.name}-by-{by.replace(':', '-')}")
+    currencies = sorted({c for text in table["currency"].drop_nulls().to_list() for c in text.split(",")})
     return JSONResponse({
         "cost_center": center.name, "start": start_at.isoformat(), "end": end_at.isoformat(), "by": by, "step": step,
-        "idle": idle, "currency": sorted(rows["currency"].drop_nulls().unique().to_list()) if rows.height else [],
-        "table": _json_safe(result["table"]).to_dicts(), "series": _json_safe(result["series"]).to_dicts(),
-        "groups": result["groups"], "label_keys": label_keys(rows) if rows.height else []})
+        "idle": idle, "currency": currencies, "table": _json_safe(table).to_dicts(),
+        "series": _json_safe(result["series"]).to_dicts(), "groups": result["groups"],
+        "label_keys": label_keys_sql(loader, center, start_at, end_at) if table.height else []})
 
 
 @app.get("/api/reconciliation")

@@ -69,3 +69,25 @@ def test_steps(warehouse, capsys):
     assert daily["day"].n_unique() == 2 and daily.height == 2 * 3
     weekly = _csv(capsys, "--step", "week", "--by", "label:team")
     assert weekly["week"].n_unique() == 1 and weekly["total_cost"].sum() == pytest.approx(360.0)
+
+
+@pytest.mark.parametrize("by", ["namespace", "controller", "pod", "node", "label:team"])
+@pytest.mark.parametrize("idle", ["separate", "shared"])
+def test_the_warehouse_aggregation_equals_the_report_on_rows(warehouse, by, idle):
+    """The explorer aggregates in SQL; the numbers are those of cost_report (and share_idle) on the rows."""
+    from podledger.config import CostCenterConfig
+    from podledger.explorer import allocation_sql, read_rows, share_idle
+    from podledger.report import cost_report
+
+    cc = CostCenterConfig.model_validate({"name": "demo", "clusters": [{"name": "demo-eks"}],
+                                          "warehouse": {"path": str(warehouse)}})
+    loader = DuckDBLoader(warehouse)
+    end = START + dt.timedelta(days=2)
+    got = allocation_sql(loader, cc, START, end, by=by, step="day", idle=idle)
+    rows = read_rows(loader, cc, START, end)
+    want = cost_report(share_idle(rows) if idle == "shared" else rows, by=by, step="day")
+    joined = got.join(want, on=["day", by], how="full", suffix="_rows")
+    assert joined.height == got.height == want.height
+    assert ((joined["total_cost"] - joined["total_cost_rows"]).abs() < 1e-9).all(), joined
+    if idle == "shared":
+        assert "__idle__" not in got[by].to_list() and got["total_cost"].sum() == pytest.approx(rows["total_cost"].sum())
