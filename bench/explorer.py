@@ -21,7 +21,7 @@ from pathlib import Path
 def build(path: Path, days: int, nodes: int, pods_per_node: int) -> int:
     import duckdb
 
-    from podledger.warehouse import _DUCKDB_TYPES, ddl, view_statements
+    from podledger.warehouse import _DUCKDB_TYPES, ddl, rollup_statements, view_statements
 
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
@@ -45,6 +45,12 @@ def build(path: Path, days: int, nodes: int, pods_per_node: int) -> int:
         FROM range({hours}) t(h), range({pods}) q(p)""")
     for statement in view_statements("k8s_cost_allocation"):
         con.execute(statement)
+    # The daily rollup the loader maintains with every load (here for the whole range at once).
+    create, delete, insert = rollup_statements("k8s_cost_allocation", postgres=False)
+    scope = ["bench", "bench-eks", dt.datetime(2026, 10, 1, tzinfo=dt.UTC),
+             dt.datetime(2026, 10, 1, tzinfo=dt.UTC) + dt.timedelta(days=days)]
+    for statement in (create, delete, insert):
+        con.execute(statement, scope)
     rows = con.execute("SELECT count(*) FROM k8s_cost_allocation").fetchone()[0]
     con.close()
     return rows

@@ -90,19 +90,47 @@ def _group_sql(by: str, postgres: bool) -> tuple[str, list[Any]]:
     raise PodledgerError(f"by {by!r}: choose one of namespace, controller, pod, node, instance_type or label:<key>")
 
 
+def _whole_days(start: dt.datetime, end: dt.datetime) -> bool:
+    return all(t.astimezone(dt.UTC).time() == dt.time(0) for t in (start, end))
+
+
 def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *,
                    by: str, step: str | None, idle: str = "separate", cluster: str | None = None) -> pl.DataFrame:
     """The allocation report aggregated by the warehouse itself (the rows never leave it): fast on months of data.
 
     Same columns and groups as :func:`podledger.report.cost_report`; ``idle="shared"`` spreads each cluster-hour's
-    ``__idle__`` cost onto its pods by their cost, as :func:`share_idle` does.
+    ``__idle__`` cost onto its pods by their cost, as :func:`share_idle` does. Whole-day ranges by day, week or month
+    read the daily rollup the loader maintains (one row per pod and day); hours read the allocation table.
     """
+    if step != "hour" and _whole_days(start, end):
+        try:
+            return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=True)
+        except Exception:  # noqa: BLE001 - a warehouse loaded before the rollup existed: read the table itself
+            pass
+    return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=False)
+
+
+def _aggregate(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
+               step: str | None, idle: str, cluster: str | None, rollup: bool) -> pl.DataFrame:
     postgres = cost_center.warehouse.kind == "postgres"
     p = "%s" if postgres else "?"
     group, group_params = _group_sql(by, postgres)
-    where = f"cost_center = {p} AND hour_start >= {p} AND hour_start < {p}" + (f" AND cluster = {p}" if cluster else "")
+    time_column = "day" if rollup else "hour_start"
+    where = (f"cost_center = {p} AND {time_column} >= {p} AND {time_column} < {p}"
+             + (f" AND cluster = {p}" if cluster else ""))
     where_params: list[Any] = [cost_center.name, start, end] + ([cluster] if cluster else [])
-    if idle == "shared":
+    money = {c: f"coalesce(sum({c}), 0)" for c in _MONEY_SQL}
+    efficiency = "sum(coalesce(efficiency, 0) * (cpu_cost + memory_cost))"
+    if rollup:
+        source = f"(SELECT * FROM {loader.table}_daily_rollup WHERE {where}"
+        efficiency = "sum(efficiency_weight)"
+        if idle == "shared":  # the rollup carries the hourly idle shares; idle shared away leaves zero rows
+            source += " AND NOT (namespace = '__idle__' AND shared_total_cost = 0)"
+            money.update(total_cost="coalesce(sum(shared_total_cost), 0)", unused_cost="coalesce(sum(shared_unused_cost), 0)")
+        source += ")"
+    elif idle == "shared":
+        if postgres:  # PostgreSQL has no SELECT * REPLACE: an hourly shared report reads the rows
+            return cost_report(share_idle(read_rows(loader, cost_center, start, end, cluster)), by=by, step=step)
         source = f"""(
             WITH base AS (SELECT * FROM {loader.table} WHERE {where}),
             sums AS (SELECT hour_start, cluster,
@@ -116,29 +144,23 @@ def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetim
                             THEN total_cost + total_cost / pod_total * idle ELSE total_cost END AS total_cost)
             FROM base JOIN sums USING (hour_start, cluster)
             WHERE NOT (namespace = '__idle__' AND pod_total > 0))"""
-        if postgres:  # PostgreSQL has no SELECT * REPLACE: the shared report reads the rows (smaller ranges)
-            rows = read_rows(loader, cost_center, start, end, cluster)
-            return cost_report(share_idle(rows), by=by, step=step)
     else:
         source = f"(SELECT * FROM {loader.table} WHERE {where})"
     bucket = ""
     if step:
-        column = "hour_start AT TIME ZONE 'UTC'" if postgres else "hour_start"
+        column = f"{time_column} AT TIME ZONE 'UTC'" if postgres else time_column
         bucket = f"date_trunc('{_TRUNC[step]}', {column}) AS {step}, "
-    money = ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in _MONEY_SQL)
     sql = f"""
-        SELECT {bucket}{group} AS "{by}", {money},
+        SELECT {bucket}{group} AS "{by}", {", ".join(f"{expr} AS {c}" for c, expr in money.items())},
                coalesce(sum(cpu_request_core_hours), 0) AS cpu_request_core_hours,
                coalesce(sum(cpu_usage_core_hours), 0) AS cpu_usage_core_hours,
                coalesce(sum(memory_request_gib_hours), 0) AS memory_request_gib_hours,
                coalesce(sum(memory_usage_gib_hours), 0) AS memory_usage_gib_hours,
-               sum(coalesce(efficiency, 0) * (cpu_cost + memory_cost)) / nullif(sum(cpu_cost + memory_cost), 0)
-                   AS efficiency,
+               {efficiency} / nullif(sum(cpu_cost + memory_cost), 0) AS efficiency,
                count(DISTINCT uid) AS pods, string_agg(DISTINCT currency, ',') AS currency
         FROM {source} AS rows GROUP BY {"1, 2" if step else "1"}
         ORDER BY {"1, " if step else ""}total_cost DESC"""
-    params = group_params + where_params
-    frame = loader.query(sql, params, read_only=True)
+    frame = loader.query(sql, group_params + where_params, read_only=True)
     if step and frame.height:
         zone = getattr(frame.schema[step], "time_zone", None)
         bucket_utc = (pl.col(step).dt.convert_time_zone("UTC") if zone

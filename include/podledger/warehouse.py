@@ -100,6 +100,53 @@ def reconciliation_rows(report: pl.DataFrame, cost_center: str) -> pl.DataFrame:
     return frame.select(pl.col(n).cast(t) for n, t in RECONCILIATION_COLUMNS.items())
 
 
+ROLLUP_KEYS = ("cost_center", "cluster", "node", "instance_type", "namespace", "pod", "uid", "controller_kind",
+               "controller_name", "pod_labels", "namespace_labels", "currency")
+ROLLUP_SUMS = ("cpu_cost", "memory_cost", "gpu_cost", "network_cost", "unused_cost", "overhead_cost", "total_cost",
+               "cpu_request_core_hours", "cpu_usage_core_hours", "memory_request_gib_hours", "memory_usage_gib_hours")
+
+
+def rollup_statements(table: str, postgres: bool) -> list[str]:
+    """SQL that rebuilds ``<table>_daily_rollup`` for the days of a slice: one row per pod and day (24x fewer rows).
+
+    Parameters of each statement: cost center, cluster, first day, end day (exclusive), as timestamps. The rollup
+    also carries the "idle shared" figures (each hour's __idle__ cost spread onto that hour's pods by their cost),
+    so the cost explorer answers day/week/month questions over months of data from it.
+    """
+    p = "%s" if postgres else "?"
+    day = "(date_trunc('day', hour_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')" if postgres else "date_trunc('day', hour_start)"
+    scope = f"cost_center = {p} AND cluster = {p} AND hour_start >= {p} AND hour_start < {p}"
+    rollup = f"{table}_daily_rollup"
+    keys = ", ".join(ROLLUP_KEYS)
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_SUMS)
+    select = f"""
+        WITH base AS (SELECT * FROM {table} WHERE {scope}),
+        hours AS (SELECT hour_start, cluster,
+                         sum(CASE WHEN namespace = '__idle__' THEN total_cost ELSE 0 END) AS idle,
+                         sum(CASE WHEN starts_with(namespace, '__') THEN 0 ELSE total_cost END) AS pod_total
+                  FROM base GROUP BY hour_start, cluster),
+        shared AS (SELECT base.*, CASE WHEN NOT starts_with(namespace, '__') AND pod_total > 0
+                                       THEN total_cost / pod_total * idle
+                                       WHEN namespace = '__idle__' AND pod_total > 0 THEN -total_cost
+                                       ELSE 0 END AS idle_share
+                   FROM base JOIN hours USING (hour_start, cluster))
+        SELECT {day} AS day, {keys}, {sums},
+               sum(total_cost + idle_share) AS shared_total_cost, sum(unused_cost + idle_share) AS shared_unused_cost,
+               sum(coalesce(efficiency, 0) * (cpu_cost + memory_cost)) AS efficiency_weight, count(*) AS hours
+        FROM shared GROUP BY {day}, {keys}"""
+    delete = f"DELETE FROM {rollup} WHERE cost_center = {p} AND cluster = {p} AND day >= {p} AND day < {p}"
+    create = f"CREATE TABLE IF NOT EXISTS {rollup} AS {select} LIMIT 0"
+    return [create, delete, f"INSERT INTO {rollup} {select}"]
+
+
+def day_bounds(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The whole UTC days that a slice [start, end) touches."""
+    first = start.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = end.astimezone(dt.UTC)
+    stop = last.replace(hour=0, minute=0, second=0, microsecond=0)
+    return first, stop if stop == last else stop + dt.timedelta(days=1)
+
+
 READBACK_SQL = ("SELECT hour_start, count(*) AS rows, sum(total_cost) AS cost FROM {table} WHERE cost_center = {p} "
                 "AND cluster = {p} AND hour_start >= {p} AND hour_start < {p} GROUP BY hour_start")
 
@@ -177,6 +224,11 @@ class DuckDBLoader:
                                               [cost_center, cluster, start, end]).fetchall(),
                                   schema=["hour_start", "rows", "cost"], orient="row")
             check_loaded(loaded, rows, f"warehouse {self.path} table {self.table}, {cost_center}/{cluster}")
+            first, stop = day_bounds(start, end)
+            create, delete, insert = rollup_statements(self.table, postgres=False)
+            con.execute(create, [cost_center, cluster, first, stop])
+            con.execute(delete, [cost_center, cluster, first, stop])
+            con.execute(insert, [cost_center, cluster, first, stop])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -264,6 +316,9 @@ class PostgresLoader:
                 cur.execute(READBACK_SQL.format(table=self.table, p="%s"), [cost_center, cluster, start, end])
                 loaded = pl.DataFrame(cur.fetchall(), schema=["hour_start", "rows", "cost"], orient="row")
                 check_loaded(loaded, rows, f"warehouse postgres table {self.table}, {cost_center}/{cluster}")
+                first, stop = day_bounds(start, end)
+                for statement in rollup_statements(self.table, postgres=True):
+                    cur.execute(statement, [cost_center, cluster, first, stop])
         log.info("warehouse postgres table %s: replaced %s/%s [%s, %s) with %d rows", self.table, cost_center, cluster,
                  start, end, rows.height)
         return rows.height

@@ -91,3 +91,23 @@ def test_the_warehouse_aggregation_equals_the_report_on_rows(warehouse, by, idle
     assert ((joined["total_cost"] - joined["total_cost_rows"]).abs() < 1e-9).all(), joined
     if idle == "shared":
         assert "__idle__" not in got[by].to_list() and got["total_cost"].sum() == pytest.approx(rows["total_cost"].sum())
+
+
+@pytest.mark.parametrize("idle", ["separate", "shared"])
+def test_the_daily_rollup_the_loader_keeps_answers_like_the_table(warehouse, idle):
+    from podledger.config import CostCenterConfig
+    from podledger.explorer import _aggregate
+
+    cc = CostCenterConfig.model_validate({"name": "demo", "clusters": [{"name": "demo-eks"}],
+                                          "warehouse": {"path": str(warehouse)}})
+    loader = DuckDBLoader(warehouse)
+    end = START + dt.timedelta(days=2)
+    kwargs = {"by": "label:team", "step": "day", "idle": idle, "cluster": None}
+    from_rollup = _aggregate(loader, cc, START, end, rollup=True, **kwargs)
+    from_table = _aggregate(loader, cc, START, end, rollup=False, **kwargs)
+    joined = from_rollup.join(from_table, on=["day", "label:team"], how="full", suffix="_table")
+    assert joined.height == from_rollup.height == from_table.height == 2 * (3 if idle == "separate" else 2)
+    for column in ("total_cost", "unused_cost", "cpu_cost", "efficiency"):
+        assert ((joined[column] - joined[f"{column}_table"]).abs() < 1e-9).all(), column
+    rollup_rows = loader.query("SELECT count(*) AS n FROM k8s_cost_allocation_daily_rollup").item()
+    assert rollup_rows == 2 * 4, "one row per pod (and sentinel) and day"
