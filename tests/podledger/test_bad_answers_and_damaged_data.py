@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -56,8 +57,11 @@ def test_a_bad_answer_fails_the_window_naming_it_and_writes_no_manifest(mode, cu
     assert "metric " in message or "probe " in message
     assert "s3cr3t" not in message
     keys = store.list("")
-    assert not [k for k in keys if "_manifest" in k], "a failed window must never be marked complete"
+    assert not [k for k in keys if k.endswith("_manifest.json")], "a failed window must never be marked complete"
     assert not [k for k in keys if "/metric=" in k], "no partial metric files are left behind"
+    (log_key,) = [k for k in keys if k.endswith("_export_log.jsonl")]  # the window's log says what happened
+    logged = " ".join(json.loads(line)["message"] for line in store.get(log_key).decode().splitlines())
+    assert culprit in logged and "s3cr3t" not in logged
 
 
 def test_a_non_ascii_pod_with_a_counter_reset_exports(tmp_path, moto):
