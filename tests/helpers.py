@@ -46,3 +46,23 @@ def make_cost_center(bucket: str, name: str = "test", **overrides) -> CostCenter
         **overrides,
     }
     return CostCenterConfig.model_validate(data)
+
+
+def put_tree(store: FsspecStore, root, key_prefix: str) -> None:  # noqa: ANN001 - a pathlib.Path
+    """Copy every file under ``root`` into ``store`` below ``key_prefix`` (a CUR export, as delivered)."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            store.put(f"{key_prefix.strip('/')}/{path.relative_to(root)}", path.read_bytes())
+
+
+PG_TEST_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def drop_warehouse_tables(table: str, dsn: str = PG_TEST_DSN) -> None:
+    """Drop a PostgreSQL warehouse table and every table a load creates beside it."""
+    import psycopg
+
+    with psycopg.connect(dsn) as con:
+        con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        for suffix in ("split_line_items", "reconciliation", "daily_rollup"):
+            con.execute(f"DROP TABLE IF EXISTS {table}_{suffix}")

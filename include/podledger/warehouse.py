@@ -67,6 +67,18 @@ def check_slice(rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt
             "Give the load the range and cost center the rows were allocated for")
 
 
+def check_slices(rows: pl.DataFrame, split_items: pl.DataFrame | None, reconciliation: pl.DataFrame | None, *,
+                 cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime) -> None:
+    """:func:`check_slice` for everything one load writes: rows, split line items, reconciliation hours."""
+    check_slice(rows, cost_center=cost_center, cluster=cluster, start=start, end=end)
+    if split_items is not None:
+        check_slice(split_items, cost_center=cost_center, cluster=cluster, start=start, end=end,
+                    time_column="line_item_usage_start_date", what="split line item")
+    if reconciliation is not None:
+        check_slice(reconciliation, cost_center=cost_center, cluster=cluster, start=start, end=end,
+                    what="reconciliation hour")
+
+
 def check_loaded(loaded: pl.DataFrame, rows: pl.DataFrame, where: str) -> None:
     """Compare the warehouse's hourly (count, Σ total_cost) of a slice, read back, with the rows given to the load."""
     expected = rows.group_by("hour_start").agg(pl.len().alias("expected_rows"),
@@ -171,7 +183,8 @@ class DuckDBLoader:
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + wait_seconds
+        first_try = time.monotonic()
+        deadline = first_try + wait_seconds
         delay = 0.05
         while True:
             try:
@@ -179,7 +192,11 @@ class DuckDBLoader:
                 con.execute("SET TimeZone = 'UTC'")  # date_trunc and friends on TIMESTAMPTZ work in UTC
                 return con
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                message = str(exc).lower()
+                # Another process holds the write lock, or is creating the file this instant (its header is not
+                # written yet): wait. A file that stays invalid is an error after a few seconds.
+                creating = "not a valid duckdb database" in message and time.monotonic() < first_try + 10
+                if not ("lock" in message or creating) or time.monotonic() > deadline:
                     raise LoadError(f"warehouse {self.path}: cannot open it ({exc})") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -187,13 +204,7 @@ class DuckDBLoader:
     def load(self, rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime,
              split_items: pl.DataFrame | None = None, reconciliation: pl.DataFrame | None = None) -> int:
         """Replace the rows of (cost_center, cluster, [start, end)) with ``rows`` (and the split line items)."""
-        check_slice(rows, cost_center=cost_center, cluster=cluster, start=start, end=end)
-        if split_items is not None:
-            check_slice(split_items, cost_center=cost_center, cluster=cluster, start=start, end=end,
-                        time_column="line_item_usage_start_date", what="split line item")
-        if reconciliation is not None:
-            check_slice(reconciliation, cost_center=cost_center, cluster=cluster, start=start, end=end,
-                        what="reconciliation hour")
+        check_slices(rows, split_items, reconciliation, cost_center=cost_center, cluster=cluster, start=start, end=end)
         con = self.connect()
         try:
             con.register("podledger_rows", rows.select(list(OUTPUT_SCHEMA)).to_arrow())
@@ -288,13 +299,7 @@ class PostgresLoader:
         import psycopg
 
         columns = list(OUTPUT_SCHEMA)
-        check_slice(rows, cost_center=cost_center, cluster=cluster, start=start, end=end)
-        if split_items is not None:
-            check_slice(split_items, cost_center=cost_center, cluster=cluster, start=start, end=end,
-                        time_column="line_item_usage_start_date", what="split line item")
-        if reconciliation is not None:
-            check_slice(reconciliation, cost_center=cost_center, cluster=cluster, start=start, end=end,
-                        what="reconciliation hour")
+        check_slices(rows, split_items, reconciliation, cost_center=cost_center, cluster=cluster, start=start, end=end)
         with psycopg.connect(self.dsn) as con:  # one transaction: commit on success, rollback on error
             with con.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.table])

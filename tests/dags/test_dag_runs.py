@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from helpers import SYNTH_START, make_cost_center
+from helpers import SYNTH_START, drop_warehouse_tables, make_cost_center
 from podledger.warehouse import PostgresLoader
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -51,5 +51,4 @@ def test_export_then_enrich_dags(airflow_db, stack_env, fresh_bucket, store_fact
     with psycopg.connect("host=127.0.0.1 user=postgres dbname=test") as con:
         items = con.execute(f"SELECT count(*) FROM {table}_split_line_items").fetchone()[0]
         assert items > 0
-        con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-        con.execute(f"DROP TABLE IF EXISTS {table}_split_line_items")
+    drop_warehouse_tables(table)

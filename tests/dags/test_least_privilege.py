@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import ACCESS_KEY, SECRET_KEY, SYNTH_START, make_cost_center, s3_store
+from helpers import ACCESS_KEY, SECRET_KEY, SYNTH_START, make_cost_center, put_tree, s3_store
 from podledger.layout import Window, metric_key
 from podledger.stack import _spawn, free_port
 
@@ -34,9 +34,7 @@ def policy_endpoint(moto, synth, tmp_path):
     metrics, billing = f"lp-metrics-{suffix}", f"lp-billing-{suffix}"
     s3_store(moto, metrics)
     bill = s3_store(moto, billing)
-    for path in sorted(synth.cur_root.rglob("*")):
-        if path.is_file():
-            bill.put(f"cur/{path.relative_to(synth.cur_root)}", path.read_bytes())
+    put_tree(bill, synth.cur_root, "cur")
     log = tmp_path / "denied.jsonl"
     log.touch()
     config = tmp_path / "policy.json"

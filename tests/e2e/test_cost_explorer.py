@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import requests
-from test_standalone import PG_DSN, ROOT, Standalone
+from test_standalone import ROOT, Standalone
 
 from helpers import SYNTH_HOURS, SYNTH_START, make_cost_center, prometheus_client, s3_store
 from podledger.stack import free_port
@@ -167,16 +167,3 @@ def test_cost_explorer_in_a_browser(warehouse, metadata_db, tmp_path):
             driver.quit()
         airflow.stop()
     assert all(s.stat().st_size > 10_000 for s in shots.iterdir())
-
-
-@pytest.fixture
-def metadata_db():
-    """A throwaway PostgreSQL database for Airflow's metadata, dropped afterwards."""
-    import psycopg
-
-    name = f"airflow_explorer_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_DSN, autocommit=True) as con:
-        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -29,7 +29,7 @@ import polars as pl
 import pytest
 import requests
 
-from helpers import SYNTH_START
+from helpers import SYNTH_START, drop_warehouse_tables
 from podledger.stack import free_port, load_blocks, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,19 +158,6 @@ def _stack_connections(prometheus_port: int, moto_url: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def metadata_db():
-    """A throwaway PostgreSQL database for Airflow's metadata, dropped (connections and all) afterwards."""
-    import psycopg
-
-    name = f"airflow_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_DSN, autocommit=True) as con:
-        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 def test_readme_ui_flow_backfill_assets_postgres(two_days, moto, metadata_db, tmp_path):
     import psycopg
 
@@ -284,7 +271,5 @@ def test_readme_ui_flow_backfill_assets_postgres(two_days, moto, metadata_db, tm
         assert first == SYNTH_START and last == SYNTH_START + dt.timedelta(hours=HOURS - 1)
     finally:
         airflow.stop()
-        with psycopg.connect(PG_DSN) as con:
-            con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-            con.execute(f"DROP TABLE IF EXISTS {table}_split_line_items")
+        drop_warehouse_tables(table)
     assert airflow.proc.poll() is not None

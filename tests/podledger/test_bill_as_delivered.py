@@ -17,7 +17,7 @@ import uuid
 import polars as pl
 import pytest
 
-from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_store
+from helpers import SYNTH_START, make_cost_center, prometheus_client, put_tree, s3_store
 from podledger.enrich import enrich_cluster
 from podledger.exceptions import BillingDataError, ReconciliationError
 from podledger.export import export_window
@@ -50,9 +50,7 @@ def bill(moto, synth):
     """A fresh copy of the synthetic CUR 2.0 delivery in its own bucket: (store, bucket)."""
     bucket = f"bill-{uuid.uuid4().hex[:8]}"
     store = s3_store(moto, bucket)
-    for path in sorted(synth.cur_root.rglob("*")):
-        if path.is_file():
-            store.put(f"cur/{path.relative_to(synth.cur_root)}", path.read_bytes())
+    put_tree(store, synth.cur_root, "cur")
     return store, bucket
 
 

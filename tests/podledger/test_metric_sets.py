@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_store
+from helpers import SYNTH_START, make_cost_center, prometheus_client, put_tree, s3_store
 from podledger.enrich import enrich_cluster
 from podledger.export import export_window
 from podledger.layout import plan_windows
@@ -54,9 +54,7 @@ def run(work: Path, synth, keep, moto, name: str):  # noqa: ANN001, ANN201
     server = start_prometheus(work / f"{name}-tsdb", work)
     suffix = uuid.uuid4().hex[:6]
     metrics, bill = s3_store(moto, f"sets-m-{suffix}"), s3_store(moto, f"sets-b-{suffix}")
-    for path in sorted(synth.cur_root.rglob("*")):
-        if path.is_file():
-            bill.put(f"cur/{path.relative_to(synth.cur_root)}", path.read_bytes())
+    put_tree(bill, synth.cur_root, "cur")
     cc = make_cost_center(metrics.bucket, billing={"uri": f"s3://{bill.bucket}/cur/podledger-cur"})
     windows = plan_windows(SYNTH_START, END, 3600)
     try:

@@ -23,7 +23,7 @@ from collections import defaultdict
 import polars as pl
 import pytest
 
-from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_store
+from helpers import SYNTH_START, make_cost_center, prometheus_client, put_tree, s3_store
 from podledger.enrich import enrich_cluster
 from podledger.export import export_window
 from podledger.layout import plan_windows
@@ -47,9 +47,7 @@ def realistic(tmp_path_factory, moto):
     server = start_prometheus(work / "tsdb", work)
     suffix = uuid.uuid4().hex[:6]
     metrics, bill = s3_store(moto, f"truth-metrics-{suffix}"), s3_store(moto, f"truth-bill-{suffix}")
-    for path in sorted(out.cur_root.rglob("*")):
-        if path.is_file():
-            bill.put(f"cur/{path.relative_to(out.cur_root)}", path.read_bytes())
+    put_tree(bill, out.cur_root, "cur")
     cc = make_cost_center(metrics.bucket, billing={"uri": f"s3://{bill.bucket}/cur/podledger-cur"})
     client = prometheus_client(server)
     try:

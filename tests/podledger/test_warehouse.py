@@ -9,6 +9,7 @@ import uuid
 import polars as pl
 import pytest
 
+from helpers import drop_warehouse_tables
 from podledger.allocation import OUTPUT_SCHEMA
 from podledger.warehouse import DuckDBLoader, PostgresLoader
 
@@ -25,19 +26,6 @@ def rows_for(cluster: str, hours: int, pods: int, cost: float = 1.0) -> pl.DataF
                 "hour_start": START + dt.timedelta(hours=h), "cost_center": "cc", "cluster": cluster,
                 "namespace": "ns", "pod": f"pod-{p}", "total_cost": cost, "cpu_cost": cost})
     return pl.DataFrame(records, schema=OUTPUT_SCHEMA)
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def loader(request, tmp_path):
-    if request.param == "duckdb":
-        yield DuckDBLoader(tmp_path / "w.duckdb", "alloc")
-        return
-    table = f"alloc_{uuid.uuid4().hex[:8]}"
-    yield PostgresLoader(DSN, table)
-    import psycopg
-
-    with psycopg.connect(DSN) as con:
-        con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
 
 
 def test_reload_replaces_exactly_the_slice(loader):
@@ -82,10 +70,7 @@ def test_two_clusters_loading_at_once_do_not_clobber_each_other():
         counts = dict(loaders[0].query(f"SELECT cluster, count(*) FROM {table} GROUP BY cluster").iter_rows())
         assert counts == {"x": 4800, "y": 4800}
     finally:
-        import psycopg
-
-        with psycopg.connect(DSN) as con:
-            con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        drop_warehouse_tables(table)
 
 
 def test_older_table_without_new_columns_still_loads(loader):

@@ -10,6 +10,7 @@ import uuid
 import polars as pl
 import pytest
 
+from helpers import drop_warehouse_tables
 from podledger.allocation import OUTPUT_SCHEMA
 from podledger.warehouse import DuckDBLoader, LoadError, PostgresLoader
 
@@ -27,20 +28,6 @@ def rows(cost_center: str = "cc", cluster: str = "a", hours: int = 3, pods: int 
         for h in range(hours) for p in range(pods)]
     frame = pl.DataFrame(records, schema=OUTPUT_SCHEMA)
     return frame.with_columns(pl.Series(name, values, pl.String) for name, values in strings.items())
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def loader(request, tmp_path):
-    if request.param == "duckdb":
-        yield DuckDBLoader(tmp_path / "w.duckdb", "alloc")
-        return
-    table = f"alloc_{uuid.uuid4().hex[:8]}"
-    yield PostgresLoader(DSN, table)
-    import psycopg
-
-    with psycopg.connect(DSN) as con:
-        con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-        con.execute(f"DROP TABLE IF EXISTS {table}_split_line_items")
 
 
 @pytest.mark.parametrize(("name", "frame", "culprit"), [
@@ -160,9 +147,6 @@ def test_eight_concurrent_loads_of_one_slice_leave_one_copy_twenty_times(kind, t
             if worker.is_alive():
                 worker.kill()
         if kind == "postgres":
-            import psycopg
-
-            with psycopg.connect(DSN) as con:
-                con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+            drop_warehouse_tables(table)
     assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
     assert copies == [3 * 50] * rounds, copies
