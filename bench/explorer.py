@@ -80,7 +80,8 @@ def main() -> None:
         start = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
         end = start + dt.timedelta(days=args.days)
         mix = [("namespace", "day", "separate"), ("controller", "week", "separate"), ("label:team", "day", "shared"),
-               ("namespace", "hour", "separate"), ("pod", "day", "separate"), ("instance_type", "week", "shared")]
+               ("namespace", "hour", "separate"), ("pod", "day", "separate"), ("instance_type", "week", "shared"),
+               ("label:team", "hour", "shared")]
         timings = []
         for i in range(args.requests):
             by, step, idle = mix[i % len(mix)]

@@ -95,7 +95,8 @@ def _whole_days(start: dt.datetime, end: dt.datetime) -> bool:
 
 
 def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *,
-                   by: str, step: str | None, idle: str = "separate", cluster: str | None = None) -> pl.DataFrame:
+                   by: str, step: str | None, idle: str = "separate", cluster: str | None = None,
+                   lean: bool = False) -> pl.DataFrame:
     """The allocation report aggregated by the warehouse itself (the rows never leave it): fast on months of data.
 
     Same columns and groups as :func:`podledger.report.cost_report`; ``idle="shared"`` spreads each cluster-hour's
@@ -104,14 +105,16 @@ def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetim
     """
     if step != "hour" and _whole_days(start, end):
         try:
-            return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=True)
+            return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=True,
+                              lean=lean)
         except Exception:  # noqa: BLE001 - a warehouse loaded before the rollup existed: read the table itself
             pass
-    return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=False)
+    return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=False,
+                      lean=lean)
 
 
 def _aggregate(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
-               step: str | None, idle: str, cluster: str | None, rollup: bool) -> pl.DataFrame:
+               step: str | None, idle: str, cluster: str | None, rollup: bool, lean: bool = False) -> pl.DataFrame:
     postgres = cost_center.warehouse.kind == "postgres"
     p = "%s" if postgres else "?"
     group, group_params = _group_sql(by, postgres)
@@ -150,6 +153,10 @@ def _aggregate(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, e
     if step:
         column = f"{time_column} AT TIME ZONE 'UTC'" if postgres else time_column
         bucket = f"date_trunc('{_TRUNC[step]}', {column}) AS {step}, "
+    if lean:  # the cost-over-time chart needs the total only (no distinct counts: far cheaper per hour)
+        sql = (f'SELECT {bucket}{group} AS "{by}", {money["total_cost"]} AS total_cost FROM {source} AS rows '
+               f'GROUP BY {"1, 2" if step else "1"} ORDER BY {"1, " if step else ""}total_cost DESC')
+        return _utc_bucket(loader.query(sql, group_params + where_params, read_only=True), step)
     sql = f"""
         SELECT {bucket}{group} AS "{by}", {", ".join(f"{expr} AS {c}" for c, expr in money.items())},
                coalesce(sum(cpu_request_core_hours), 0) AS cpu_request_core_hours,
@@ -160,7 +167,10 @@ def _aggregate(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, e
                count(DISTINCT uid) AS pods, string_agg(DISTINCT currency, ',') AS currency
         FROM {source} AS rows GROUP BY {"1, 2" if step else "1"}
         ORDER BY {"1, " if step else ""}total_cost DESC"""
-    frame = loader.query(sql, group_params + where_params, read_only=True)
+    return _utc_bucket(loader.query(sql, group_params + where_params, read_only=True), step)
+
+
+def _utc_bucket(frame: pl.DataFrame, step: str | None) -> pl.DataFrame:
     if step and frame.height:
         zone = getattr(frame.schema[step], "time_zone", None)
         bucket_utc = (pl.col(step).dt.convert_time_zone("UTC") if zone
@@ -174,7 +184,7 @@ def allocation_from_warehouse(loader: Any, cost_center: CostCenterConfig, start:
                               top: int = 8) -> dict[str, Any]:
     """Like :func:`allocation`, aggregated in the warehouse: the table for the range and the top groups over time."""
     table = allocation_sql(loader, cost_center, start, end, by=by, step=None, idle=idle, cluster=cluster)
-    series = allocation_sql(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster)
+    series = allocation_sql(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, lean=True)
     leaders = table.head(top)[by].to_list()
     series = (series.with_columns(pl.when(pl.col(by).is_in(leaders)).then(pl.col(by)).otherwise(pl.lit("other")).alias(by))
               .group_by(step, by).agg(pl.col("total_cost").sum()).sort(step, by))

@@ -111,3 +111,18 @@ def test_the_daily_rollup_the_loader_keeps_answers_like_the_table(warehouse, idl
         assert ((joined[column] - joined[f"{column}_table"]).abs() < 1e-9).all(), column
     rollup_rows = loader.query("SELECT count(*) AS n FROM k8s_cost_allocation_daily_rollup").item()
     assert rollup_rows == 2 * 4, "one row per pod (and sentinel) and day"
+
+
+def test_the_charts_lean_series_has_the_reports_totals(warehouse):
+    from podledger.config import CostCenterConfig
+    from podledger.explorer import allocation_sql
+
+    cc = CostCenterConfig.model_validate({"name": "demo", "clusters": [{"name": "demo-eks"}],
+                                          "warehouse": {"path": str(warehouse)}})
+    loader = DuckDBLoader(warehouse)
+    end = START + dt.timedelta(days=2)
+    for step in ("hour", "day"):
+        full = allocation_sql(loader, cc, START, end, by="namespace", step=step).select(step, "namespace", "total_cost")
+        lean = allocation_sql(loader, cc, START, end, by="namespace", step=step, lean=True)
+        assert lean.columns == [step, "namespace", "total_cost"]
+        assert lean.sort(step, "namespace").equals(full.sort(step, "namespace")), step
