@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from podledger.config import CostCenterConfig
 from podledger.storage import FsspecStore
 
 UTC = dt.UTC
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 SYNTH_START = dt.datetime(2026, 11, 2, tzinfo=UTC)
 SYNTH_HOURS = 4
 ACCESS_KEY, SECRET_KEY = "podledger-test", "podledger-test-secret"

@@ -153,7 +153,7 @@ def test_billing_dag_emits_one_asset_event_per_billing_period(stack_env, moto, s
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
 
-    from conftest import ROOT
+    from helpers import ROOT
     from podledger.demo import ensure_bucket, upload_tree
 
     # Two billing periods delivered: November (the synthetic month) and a copy of it filed as October.
