@@ -133,7 +133,7 @@ def typed_cur(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
-def _read_period(store: ObjectStore, delivery: Delivery, kind: str) -> list[pl.DataFrame]:
+def _read_period(store: ObjectStore, delivery: Delivery) -> list[pl.DataFrame]:
     """Read every file of a delivery once (each tagged with its URL in ``__bill_file``)."""
     return [entries_of_maps(read_bill_file(store, key)) for key in delivery.keys]
 
@@ -162,7 +162,7 @@ def read_focus(store: ObjectStore, export_prefix: str, start: dt.datetime, end: 
     frames = []
     for period in billing_periods(start, end):
         delivery = data_exports_delivery(store, export_prefix, period, kind="FOCUS", manifest_required=False)
-        for frame in _read_period(store, delivery, "FOCUS"):
+        for frame in _read_period(store, delivery):
             source = frame[SOURCE_FILE][0] if frame.height else period
             check_columns(frame, source)
             frames.append(normalise_focus(frame, source))
@@ -202,7 +202,7 @@ def read_legacy_cur(store: ObjectStore, report_prefix: str, start: dt.datetime, 
     frames = []
     for period, partition in zip(billing_periods(start, end), legacy_partitions(start, end), strict=True):
         delivery = legacy_delivery(store, f"{report_prefix.strip('/')}/{partition}", period)
-        frames += [legacy_to_cur2(f) for f in _read_period(store, delivery, "legacy CUR")]
+        frames += [legacy_to_cur2(f) for f in _read_period(store, delivery)]
     frame = pl.concat(frames, how="diagonal_relaxed")
     check_unique_line_items(frame, LINE_ITEM_IDENTITY, "legacy CUR")
     return _finish_cur(frame, start, end, f"{store.scheme}://{store.bucket}/{report_prefix}")
@@ -213,7 +213,7 @@ def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt
     frames = []
     for period in billing_periods(start, end):
         delivery = data_exports_delivery(store, export_prefix, period, kind="CUR 2.0", manifest_required=True)
-        for frame in _read_period(store, delivery, "CUR 2.0"):
+        for frame in _read_period(store, delivery):
             missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
             if missing:
                 raise BillingDataError(f"{frame[SOURCE_FILE][0]}: CUR 2.0 columns missing: {missing}; enable "

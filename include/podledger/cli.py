@@ -151,9 +151,9 @@ def cmd_rightsize(args: argparse.Namespace) -> int:
     result = recommendations(rows, headroom=args.headroom)
     names = ["namespace", "controller_kind", "controller_name"]
     if args.containers:
-        from podledger.enrich import read_window_frames
         from podledger.rightsizing import container_recommendations
         from podledger.usage import container_hours
+        from podledger.windows import read_window_frames
 
         store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
         prefix = split_uri(cc.storage.uri)[2]

@@ -10,8 +10,6 @@ The recipe for one cluster and an hour range:
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -22,7 +20,6 @@ from podledger.billing import (
     cluster_identity,
     control_plane_costs,
     data_transfer_costs,
-    entries_of_maps,
     instance_hour_costs,
     read_cur,
     read_focus,
@@ -33,12 +30,12 @@ from podledger.catalog import CATALOG_BY_NAME, MAX_COLUMNS
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
 from podledger.focus import focus_instance_costs
-from podledger.layout import Window, manifest_key, plan_windows, to_utc
-from podledger.metric_files import read_json_answer
+from podledger.layout import plan_windows, to_utc
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore, split_uri
 from podledger.usage import node_hours, pod_presence
 from podledger.validate import check_billing
+from podledger.windows import read_window_frames
 
 log = logging.getLogger(__name__)
 
@@ -52,64 +49,6 @@ class EnrichResult:
     reconciliation: pl.DataFrame
     findings: list = field(default_factory=list)
     split_line_items: pl.DataFrame | None = None
-
-
-def read_metric_file(store: ObjectStore, key: str) -> pl.DataFrame:
-    """Read one exported metric file (Parquet or json.gz)."""
-    data = store.get(key)
-    if key.endswith(".parquet"):
-        return entries_of_maps(pl.read_parquet(io.BytesIO(data)))
-    return read_json_answer(data)
-
-
-def _damaged(store: ObjectStore, key: str, cluster: str, window: Window, what: str) -> ExportIncompleteError:
-    return ExportIncompleteError(
-        f"cluster {cluster}, window {window}: {store.scheme}://{store.bucket}/{key} {what}; the exported window is "
-        "damaged: re-export it with force (podledger export --force, or trigger the export DAG with force=true)")
-
-
-def read_manifest(store: ObjectStore, prefix: str, cluster: str, window: Window) -> dict:
-    """Read a cluster-window's manifest; a missing or damaged one is an error naming it and the fix."""
-    key = manifest_key(prefix, cluster, window)
-    if not store.exists(key):
-        raise ExportIncompleteError(
-            f"cluster {cluster}, window {window}: no manifest at {store.scheme}://{store.bucket}/{key}; "
-            "the window was not exported (or is being re-exported): run the export for it first")
-    try:
-        manifest = json.loads(store.get(key))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _damaged(store, key, cluster, window, f"is not a JSON manifest ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("metrics"), dict):
-        raise _damaged(store, key, cluster, window, "is not a podledger manifest (no metrics)")
-    return manifest
-
-
-def read_window_frames(store: ObjectStore, prefix: str, cluster: str, window: Window,
-                       manifest: dict | None = None) -> dict[str, pl.DataFrame]:
-    """Read every metric file of a completed cluster-window, as listed by its manifest (read here if not given).
-
-    A file the manifest lists that is missing or unreadable is an error naming the object and the fix.
-    """
-    if manifest is None:
-        manifest = read_manifest(store, prefix, cluster, window)
-    frames = {}
-    for name, entry in manifest["metrics"].items():
-        key = entry.get("key") if isinstance(entry, dict) else None
-        if not key:
-            raise _damaged(store, manifest_key(prefix, cluster, window), cluster, window,
-                           f"lists metric {name} without its file")
-        try:
-            frames[name] = read_metric_file(store, key)
-        except FileNotFoundError:
-            raise _damaged(store, key, cluster, window, f"(metric {name}, listed by the manifest) is missing") from None
-        except Exception as exc:  # noqa: BLE001 - any reader failure names the object
-            raise _damaged(store, key, cluster, window,
-                           f"(metric {name}) cannot be read ({type(exc).__name__}: {str(exc)[:160]})") from None
-        rows = entry.get("rows")
-        if isinstance(rows, int) and rows != frames[name].height:
-            raise _damaged(store, key, cluster, window,
-                           f"(metric {name}) holds {frames[name].height} rows where the manifest says {rows}")
-    return frames
 
 
 def combine_windows(per_window: list[dict[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:

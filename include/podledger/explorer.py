@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from podledger.config import CostCenterConfig
-from podledger.report import STEPS, cost_report
+from podledger.report import cost_report
 
 IDLE = "__idle__"
 
@@ -50,18 +50,6 @@ def share_idle(rows: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([shared, kept_idle, others], how="diagonal_relaxed")
 
 
-def allocation(rows: pl.DataFrame, *, by: str, step: str, idle: str = "separate", top: int = 8) -> dict[str, Any]:
-    """The allocation table for the whole range and the cost over time (top groups stacked, the rest as other)."""
-    if idle == "shared":
-        rows = share_idle(rows)
-    table = cost_report(rows, by=by)
-    series = cost_report(rows, by=by, step=step)
-    leaders = table.head(top)[by].to_list()
-    series = (series.with_columns(pl.when(pl.col(by).is_in(leaders)).then(pl.col(by)).otherwise(pl.lit("other")).alias(by))
-              .group_by(step, by).agg(pl.col("total_cost").sum()).sort(step, by))
-    return {"table": table, "series": series, "groups": [*leaders, *(["other"] if series[by].eq("other").any() else [])]}
-
-
 _TRUNC = {"hour": "hour", "day": "day", "week": "week", "month": "month"}
 _MONEY_SQL = ("cpu_cost", "memory_cost", "gpu_cost", "network_cost", "unused_cost", "overhead_cost", "total_cost")
 
@@ -90,6 +78,16 @@ def _group_sql(by: str, postgres: bool) -> tuple[str, list[Any]]:
     raise PodledgerError(f"by {by!r}: choose one of namespace, controller, pod, node, instance_type or label:<key>")
 
 
+def _has_rollup(loader: Any, cost_center: CostCenterConfig) -> bool:
+    """Whether the loader has kept a daily rollup beside the table (every load since podledger 0.3 does)."""
+    if cost_center.warehouse.kind == "postgres":
+        sql, params = "SELECT to_regclass(%s) IS NOT NULL AS present", [f"{loader.table}_daily_rollup"]
+    else:
+        sql, params = "SELECT count(*) > 0 AS present FROM duckdb_tables() WHERE table_name = ?", [
+            f"{loader.table}_daily_rollup"]
+    return bool(loader.query(sql, params, read_only=True).item())
+
+
 def _whole_days(start: dt.datetime, end: dt.datetime) -> bool:
     return all(t.astimezone(dt.UTC).time() == dt.time(0) for t in (start, end))
 
@@ -103,12 +101,10 @@ def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetim
     ``__idle__`` cost onto its pods by their cost, as :func:`share_idle` does. Whole-day ranges by day, week or month
     read the daily rollup the loader maintains (one row per pod and day); hours read the allocation table.
     """
-    if step != "hour" and _whole_days(start, end):
-        try:
-            return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=True,
-                              lean=lean)
-        except Exception:  # noqa: BLE001 - a warehouse loaded before the rollup existed: read the table itself
-            pass
+    if step != "hour" and _whole_days(start, end) and _has_rollup(loader, cost_center):
+        return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=True,
+                          lean=lean)
+    # Hours, partial days, or a warehouse loaded before the rollup existed: the allocation table itself.
     return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=False,
                       lean=lean)
 
@@ -248,7 +244,3 @@ def label_keys_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetim
            f"(SELECT max(hour_start) FROM {loader.table} WHERE {scope}) LIMIT 20000")
     params = [cost_center.name, start, end] * 2
     return label_keys(loader.query(sql, params, read_only=True))
-
-
-def step_names() -> list[str]:
-    return list(STEPS)

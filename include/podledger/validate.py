@@ -259,7 +259,7 @@ def validate_windows(store: ObjectStore, cost_center: CostCenterConfig, items: l
 
     ``peers`` are the other cost centers (with their stores) checked for nodes counted twice.
     """
-    from podledger.enrich import read_manifest, read_window_frames
+    from podledger.windows import read_manifest, read_window_frames
 
     _, _, prefix = split_uri(cost_center.storage.uri)
     findings: list[Finding] = []

@@ -22,8 +22,8 @@ every DAG; each export runs up to {batch} queries at a time. Create a missing po
 **Backfill and triggers.** Re-running a window replaces its objects and manifest; windows already complete
 are skipped. Backfill history with
 `airflow backfill create --dag-id {dag_id} --from-date 2026-11-01 --to-date 2026-11-03`. The trigger form's
-params: `start`/`end` (UTC) export that range instead of the data interval, `clusters` limits the run to
-some clusters, `force` re-exports complete windows.
+params (all optional): `start`/`end` (UTC) export that range instead of the data interval, `clusters` limits
+the run to some clusters, `force` re-exports complete windows. Costs: Browse → Cost explorer, or `podledger report`.
 """
 
 ENRICH_DOC = """
@@ -52,8 +52,9 @@ def export_doc(cost_center: CostCenterConfig, dag_id: str, asset: str, pools: li
              else f"over the last {cost_center.backfill_days} days")
     catchup = (f"Catchup is on: every interval {since} is scheduled." if cost_center.catchup
                else "Catchup is off: only the latest interval is scheduled; backfill older ones.")
-    end = (f"Scheduling stops at {cost_center.end_date} 00:00 UTC (`end_date`): a run dated later runs no task."
-           if cost_center.end_date else "No `end_date`: it runs until paused.")
+    end = (f"Scheduling stops at {cost_center.end_date} 00:00 UTC (`end_date`, exclusive): no scheduled run covers "
+           "an hour at or after it (a straddling interval is clipped, an empty run skipped with the reason); a manual "
+           "run dated at or after it runs no task." if cost_center.end_date else "No `end_date`: it runs until paused.")
     named = [f"`{p}`" for p in pools if p]
     pool_text = (f"Exports run in the pool(s) {', '.join(named)}" + (" and `default_pool`." if None in pools else ".")
                  if named else "Exports run in `default_pool` (set `pool` per cluster to bound each Prometheus).")

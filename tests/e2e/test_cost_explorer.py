@@ -27,8 +27,6 @@ from helpers import SYNTH_HOURS, SYNTH_START, make_cost_center, prometheus_clien
 from podledger.stack import free_port
 
 END = SYNTH_START + dt.timedelta(hours=SYNTH_HOURS)
-pytestmark = pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian's chromium-driver "
-                                "(scripts/bootstrap.sh --dev installs it)")
 
 
 @pytest.fixture

@@ -39,29 +39,32 @@ def worked_example_cluster() -> Cluster:
     return Cluster("example-eks", start, start + 3600, [node], pods, namespace_labels={"namespace1": {}, "namespace2": {}})
 
 
-def test_aws_worked_example_through_prometheus_export_and_cur(stack_env, tmp_path, moto):
+def through_the_pipeline(cluster: Cluster, tmp_path, moto, bucket: str):  # noqa: ANN001, ANN201 - an EnrichResult
+    """The cluster's series in a real Prometheus, exported to S3; its CUR delivery in S3; the hour enriched."""
     from podledger.demo import ensure_bucket, upload_tree
 
-    cluster = worked_example_cluster()
     with (tmp_path / "example.om").open("w") as out:
         write_openmetrics(cluster, out)
     table, _ = build_cur(cluster)
     write_cur_export(table, tmp_path / "cur", EXPORT_NAME)
     load_blocks(tmp_path / "example.om", tmp_path / "tsdb")
     server = start_prometheus(tmp_path / "tsdb", tmp_path)
+    window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
     try:
-        ensure_bucket(moto, "aws-example")
-        upload_tree(moto, "aws-example-billing", "cur", tmp_path / "cur")
-        cc = make_cost_center("aws-example", clusters=[{"name": "example-eks", "prometheus_conn_id": "x"}],
-                              billing={"uri": "s3://aws-example-billing/cur/podledger-cur"})
-        store = FsspecStore("s3", "aws-example", s3_options(moto.url))
-        window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
-        client = prometheus_client(server)
-        export_window(client, store, cc, cc.clusters[0], window)
+        ensure_bucket(moto, bucket)
+        upload_tree(moto, f"{bucket}-billing", "cur", tmp_path / "cur")
+        cc = make_cost_center(bucket, clusters=[{"name": "example-eks", "prometheus_conn_id": "x"}],
+                              billing={"uri": f"s3://{bucket}-billing/cur/podledger-cur"})
+        store = FsspecStore("s3", bucket, s3_options(moto.url))
+        export_window(prometheus_client(server), store, cc, cc.clusters[0], window)
     finally:
         server.stop()
-    result = enrich_cluster(cc, cc.clusters[0], window.start, window.end, metrics_store=store,
-                            billing_store=FsspecStore("s3", "aws-example-billing", s3_options(moto.url)))
+    return enrich_cluster(cc, cc.clusters[0], window.start, window.end, metrics_store=store,
+                          billing_store=FsspecStore("s3", f"{bucket}-billing", s3_options(moto.url)))
+
+
+def test_aws_worked_example_through_prometheus_export_and_cur(stack_env, tmp_path, moto):
+    result = through_the_pipeline(worked_example_cluster(), tmp_path, moto, "aws-example")
     # The instance's $1 is split as AWS documents; the CUR's data transfer of the node ($0.015) is split on top
     # by transmitted bytes, so compare the instance part.
     pods = result.rows.filter(~pl.col("namespace").str.starts_with("__")).with_columns(
@@ -133,27 +136,7 @@ def aws_rule(cost: float, capacity: dict[str, float], weights: dict[str, float],
 
 
 def test_aws_accelerated_example_through_prometheus_export_and_cur(stack_env, tmp_path, moto):
-    from podledger.demo import ensure_bucket, upload_tree
-
-    cluster = accelerated_example_cluster()
-    with (tmp_path / "p3.om").open("w") as out:
-        write_openmetrics(cluster, out)
-    table, _ = build_cur(cluster)
-    write_cur_export(table, tmp_path / "cur", EXPORT_NAME)
-    load_blocks(tmp_path / "p3.om", tmp_path / "tsdb")
-    server = start_prometheus(tmp_path / "tsdb", tmp_path)
-    try:
-        ensure_bucket(moto, "aws-p3")
-        upload_tree(moto, "aws-p3-billing", "cur", tmp_path / "cur")
-        cc = make_cost_center("aws-p3", clusters=[{"name": "example-eks", "prometheus_conn_id": "x"}],
-                              billing={"uri": "s3://aws-p3-billing/cur/podledger-cur"})
-        store = FsspecStore("s3", "aws-p3", s3_options(moto.url))
-        window = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
-        export_window(prometheus_client(server), store, cc, cc.clusters[0], window)
-    finally:
-        server.stop()
-    result = enrich_cluster(cc, cc.clusters[0], window.start, window.end, metrics_store=store,
-                            billing_store=FsspecStore("s3", "aws-p3-billing", s3_options(moto.url)))
+    result = through_the_pipeline(accelerated_example_cluster(), tmp_path, moto, "aws-p3")
     pods = result.rows.filter(~pl.col("namespace").str.starts_with("__"))
     # Step 1 as AWS prints it: unit $10 / (9×8 + 0.1×488 + 0.9×64) = $0.056; a GPU-hour $0.504; a vCPU-hour $0.05.
     unit = 10 / (9 * 8 + 0.1 * 488 + 0.9 * 64)

@@ -36,12 +36,13 @@ def test_per_container_recommendations_from_exported_metrics(stack_env, promethe
     """Each container of a workload gets its own recommendation, from the exported per-container series."""
     from helpers import SYNTH_START, make_cost_center
     from podledger.connections import ConnectionInfo
-    from podledger.enrich import enrich_cluster, read_window_frames
+    from podledger.enrich import enrich_cluster
     from podledger.export import export_window
     from podledger.layout import plan_windows
     from podledger.promclient import client_from_connection
     from podledger.rightsizing import container_recommendations
     from podledger.usage import container_hours
+    from podledger.windows import read_window_frames
 
     cc = make_cost_center(fresh_bucket)
     store = store_factory(fresh_bucket)
