@@ -194,6 +194,14 @@ def check_window_data(manifest: dict, frames: dict[str, pl.DataFrame]) -> list[F
                 "their requests and usage cannot be priced",
                 "check kube-state-metrics exports kube_pod_info with the node label (it is empty for unscheduled pods)")
         usage = frames.get("cpu_usage")
+        if usage is not None and usage.height and "uid" in usage.columns:
+            anonymous = usage.filter(pl.col("uid").fill_null("") == "").select("namespace", "pod").unique()
+            if anonymous.height:
+                add(WARNING, "usage_without_pod_uid", "cpu_usage",
+                    f"{anonymous.height} pods have cAdvisor series without the pod UID in their cgroup path (`id`) "
+                    f"({_names(anonymous.to_dicts(), 'namespace', 'pod')}): if a pod was recreated under its name "
+                    "this hour, its usage is shared among its incarnations by running time (an estimate)",
+                    "keep cAdvisor's `id` label (no relabeling that drops it) for exact per-incarnation usage")
         with_usage = (usage.group_by("namespace", "pod").agg(pl.col("usage_core_seconds").sum() / 3600)
                       if usage is not None and usage.height else pl.DataFrame(schema={"namespace": pl.String, "pod": pl.String,
                                                                                        "usage_core_seconds": pl.Float64}))
