@@ -62,6 +62,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from podledger.history import import_history
+
+    cc = load_cost_center(args.cost_center, args.config)
+    store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
+    for cluster in _clusters(cc, args.cluster):
+        windows = plan_windows(args.start, args.end, cc.time_frame_seconds)
+        for item in import_history(store, cc, cluster, windows, adopt=args.adopt):
+            window = item.manifest["window"]
+            rows = sum(m["rows"] for m in item.manifest["metrics"].values())
+            print(f"imported {cluster.name} {window['start'][:16]}Z: {len(item.manifest['metrics'])} metrics, "
+                  f"{rows} rows, {len(item.warnings)} warning(s)")
+            for warning in item.warnings:
+                print(f"  warning: {warning}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from podledger.validate import validate_windows
 
@@ -284,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-export windows that already have a manifest")
     p.add_argument("--adopt", action="store_true",
                    help="replace files at podledger's keys that podledger did not write (e.g. the seed exporter's)")
+    p = staged("import", "import raw Prometheus history in the seed's layout (no podledger manifest) as windows",
+               cmd_import)
+    p.add_argument("--adopt", action="store_true",
+                   help="replace files at podledger's keys that podledger did not write")
     staged("validate", "check exported windows are complete and sane", cmd_validate)
     staged("allocate", "split billed node-hours onto pods and reconcile; write Parquet", cmd_allocate).add_argument(
         "--out", required=True, help="Parquet file for the allocation rows")

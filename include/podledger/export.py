@@ -71,7 +71,7 @@ def _exec_seconds(result: QueryResult) -> float:
     return float(((result.stats or {}).get("timings") or {}).get("execTotalTime") or 0.0)
 
 
-def _table(spec: MetricSpec, cluster: str, window: Window, rows: dict[tuple, dict[str, Any]]) -> pa.Table:
+def rollup_table(spec: MetricSpec, cluster: str, window: Window, rows: dict[tuple, dict[str, Any]]) -> pa.Table:
     keys = list(spec.keys)
     columns: dict[str, pa.Array] = {
         "cluster": pa.array([cluster] * len(rows), pa.string()),
@@ -200,7 +200,7 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
                     row[column] = max(row[column], value) if column in MAX_COLUMNS else row[column] + value
     if spec.labels_map:
         rows = {k[:-1]: v for k, v in rows.items()}
-    frame.table = _table(spec, cluster.name, window, rows)
+    frame.table = rollup_table(spec, cluster.name, window, rows)
     return frame
 
 
@@ -268,7 +268,7 @@ def enabled_metrics(cost_center: CostCenterConfig) -> tuple[MetricSpec, ...]:
     return tuple(spec for spec in CATALOG if spec.name not in cost_center.metrics.disable)
 
 
-def _check_owner(store: ObjectStore, key: str, cost_center: str) -> None:
+def check_owner(store: ObjectStore, key: str, cost_center: str) -> None:
     """Refuse to overwrite a window another cost center exported (two cost centers sharing a folder)."""
     try:
         owner = json.loads(store.get(key)).get("cost_center")
@@ -293,7 +293,7 @@ class _WindowLog(logging.Handler):
                                       "message": record.getMessage()}))
 
 
-def _refuse_foreign_files(store: ObjectStore, prefix: str, cluster: str, window: Window, names: list[str]) -> None:
+def refuse_foreign_files(store: ObjectStore, prefix: str, cluster: str, window: Window, names: list[str]) -> None:
     """Refuse to overwrite files podledger did not write (the seed exporter's, at identical keys) in a new window."""
     targets = {metric_key(prefix, cluster, window, name, fmt) for name in names for fmt in EXTENSIONS}
     present = [k for k in store.list(day_prefix(prefix, cluster, window.start) + "/") if k in targets]
@@ -350,10 +350,10 @@ def _export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfi
     started = time.perf_counter()
     m_key = manifest_key(prefix, cluster.name, window)
     if store.exists(m_key):
-        _check_owner(store, m_key, cost_center.name)
+        check_owner(store, m_key, cost_center.name)
         store.delete([m_key])
     elif not adopt:
-        _refuse_foreign_files(store, prefix, cluster.name, window, [s.name for s in metrics])
+        refuse_foreign_files(store, prefix, cluster.name, window, [s.name for s in metrics])
 
     def run(spec: MetricSpec) -> MetricFrame:
         frame = query_metric(client, spec, cluster, window, cluster_label=cluster_label,
