@@ -87,6 +87,11 @@ def check_manifest(manifest: dict) -> list[Finding]:
         add(WARNING, "ksm_v1_metrics", None, f"kube-state-metrics v1 names also present ({', '.join(v1)})",
             "retire the old kube-state-metrics deployment; podledger reads only the v2 shapes")
 
+    for warning in (manifest.get("imported") or {}).get("warnings", []):
+        metric = warning.split(":", 1)[0] if warning.split(":", 1)[0] in CATALOG_BY_NAME else None
+        add(WARNING, "imported_history", metric, f"imported from raw history: {warning}",
+            "export the window with podledger for exact rollups, or add the missing raw files and import again")
+
     values = probes.get("cluster_label_values")
     if values is not None and metrics.get("node_info", {}).get("rows", 0) == 0:
         label = probes.get("cluster_label", "cluster")

@@ -16,6 +16,7 @@ from podledger.enrich import enrich_cluster
 from podledger.export import enabled_metrics, export_window
 from podledger.history import HistoryImportError, import_history, selector_of
 from podledger.layout import Window, manifest_key, metric_key, plan_windows
+from podledger.validate import report_key
 
 END = SYNTH_START + dt.timedelta(hours=2)
 PREFIX = "k8s/prometheus"
@@ -170,3 +171,7 @@ def test_a_counter_without_its_previous_window_is_a_named_warning_and_the_cli_im
     warnings = manifest["imported"]["warnings"]
     assert any(w.startswith("cpu_usage: no sample at or before") and "not counted" in w for w in warnings)
     assert manifest["metrics"]["cpu_usage"]["rows"] > 0
+    assert cli(["validate", "--cost-center", cc.name, "--config", str(config), "--start", second.start.isoformat(),
+                "--end", second.end.isoformat()]) == 0
+    report = json.loads(store.get(report_key(manifest_key(PREFIX, "demo-eks", second))))
+    assert any(f["rule"] == "imported_history" and f["metric"] == "cpu_usage" for f in report["findings"])
