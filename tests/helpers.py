@@ -66,5 +66,5 @@ def drop_warehouse_tables(table: str, dsn: str = PG_TEST_DSN) -> None:
 
     with psycopg.connect(dsn) as con:
         con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-        for suffix in ("split_line_items", "reconciliation", "daily_rollup"):
+        for suffix in ("split_line_items", "reconciliation", "daily_rollup", "hourly_labels"):
             con.execute(f"DROP TABLE IF EXISTS {table}_{suffix}")

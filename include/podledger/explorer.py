@@ -14,7 +14,6 @@ from typing import Any
 import polars as pl
 
 from podledger.config import CostCenterConfig
-from podledger.report import cost_report
 
 IDLE = "__idle__"
 
@@ -39,7 +38,9 @@ def share_idle(rows: pl.DataFrame) -> pl.DataFrame:
     pods = rows.filter(~pl.col("namespace").str.starts_with("__"))
     pod_total = pods.group_by("hour_start", "cluster").agg(pl.col("total_cost").sum().alias("pod_total"))
     shared = (pods.join(idle, on=["hour_start", "cluster"], how="left").join(pod_total, on=["hour_start", "cluster"])
-              .with_columns((pl.col("total_cost") / pl.col("pod_total") * pl.col("idle").fill_null(0.0)).alias("share"))
+              .with_columns(pl.when(pl.col("pod_total") > 0)
+                            .then(pl.col("total_cost") / pl.col("pod_total") * pl.col("idle").fill_null(0.0))
+                            .otherwise(0.0).alias("share"))
               .with_columns((pl.col("unused_cost") + pl.col("share")).alias("unused_cost"),
                             (pl.col("total_cost") + pl.col("share")).alias("total_cost"))
               .drop("idle", "pod_total", "share"))
@@ -54,16 +55,17 @@ _TRUNC = {"hour": "hour", "day": "day", "week": "week", "month": "month"}
 _MONEY_SQL = ("cpu_cost", "memory_cost", "gpu_cost", "network_cost", "unused_cost", "overhead_cost", "total_cost")
 
 
-def _group_sql(by: str, postgres: bool) -> tuple[str, list[Any]]:
-    """The SQL expression of ``--by`` (and its parameters): the same groups as :func:`podledger.report.group_expr`."""
+def _group_sql(by: str, postgres: bool) -> tuple[str, list[Any], tuple[str, ...]]:
+    """The SQL expression of ``--by``, its parameters and the columns it reads: the groups of
+    :func:`podledger.report.group_expr`."""
     from podledger.exceptions import PodledgerError
 
     if by == "controller":
-        return "controller_kind || '/' || controller_name", []
+        return "controller_kind || '/' || controller_name", [], ("controller_kind", "controller_name")
     if by == "pod":
-        return "namespace || '/' || pod", []
+        return "namespace || '/' || pod", [], ("namespace", "pod")
     if by in ("namespace", "node", "instance_type"):
-        return by, []
+        return by, [], (by,)
     if by.startswith("label:") and len(by) > len("label:"):
         key = by.removeprefix("label:")
         if postgres:
@@ -74,17 +76,17 @@ def _group_sql(by: str, postgres: bool) -> tuple[str, list[Any]]:
                       "'__unlabelled__')")
             path = '$."' + key.replace('"', '\\"') + '"'
             params = [path, path]
-        return f"CASE WHEN starts_with(namespace, '__') THEN namespace ELSE {lookup} END", params
+        return (f"CASE WHEN starts_with(namespace, '__') THEN namespace ELSE {lookup} END", params,
+                ("namespace", "pod_labels", "namespace_labels"))
     raise PodledgerError(f"by {by!r}: choose one of namespace, controller, pod, node, instance_type or label:<key>")
 
 
-def _has_rollup(loader: Any, cost_center: CostCenterConfig) -> bool:
-    """Whether the loader has kept a daily rollup beside the table (every load since podledger 0.3 does)."""
+def _has_table(loader: Any, cost_center: CostCenterConfig, name: str) -> bool:
+    """Whether the warehouse holds ``name`` (the rollups every load since podledger 0.3 keeps beside the table)."""
     if cost_center.warehouse.kind == "postgres":
-        sql, params = "SELECT to_regclass(%s) IS NOT NULL AS present", [f"{loader.table}_daily_rollup"]
+        sql, params = "SELECT to_regclass(%s) IS NOT NULL AS present", [name]
     else:
-        sql, params = "SELECT count(*) > 0 AS present FROM duckdb_tables() WHERE table_name = ?", [
-            f"{loader.table}_daily_rollup"]
+        sql, params = "SELECT count(*) > 0 AS present FROM duckdb_tables() WHERE table_name = ?", [name]
     return bool(loader.query(sql, params, read_only=True).item())
 
 
@@ -99,71 +101,130 @@ def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetim
 
     Same columns and groups as :func:`podledger.report.cost_report`; ``idle="shared"`` spreads each cluster-hour's
     ``__idle__`` cost onto its pods by their cost, as :func:`share_idle` does. Whole-day ranges by day, week or month
-    read the daily rollup the loader maintains (one row per pod and day); hours read the allocation table.
+    read the daily rollup the loader maintains (one row per pod and day); labels by the hour read the hourly label
+    rollup (one row per hour and label set); other hours read the allocation table.
     """
-    if step != "hour" and _whole_days(start, end) and _has_rollup(loader, cost_center):
-        return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=True,
-                          lean=lean)
-    # Hours, partial days, or a warehouse loaded before the rollup existed: the allocation table itself.
-    return _aggregate(loader, cost_center, start, end, by=by, step=step, idle=idle, cluster=cluster, rollup=False,
-                      lean=lean)
+    kwargs = {"by": by, "step": step, "idle": idle, "cluster": cluster, "lean": lean}
+    if step != "hour" and _whole_days(start, end) and _has_table(loader, cost_center, f"{loader.table}_daily_rollup"):
+        return _aggregate_rollup(loader, cost_center, start, end, rollup="daily_rollup", **kwargs)
+    if by.startswith("label:") and _has_table(loader, cost_center, f"{loader.table}_hourly_labels"):
+        return _aggregate_rollup(loader, cost_center, start, end, rollup="hourly_labels", **kwargs)
+    # Hours by anything but a label, partial days, or a warehouse loaded before the rollups existed: the table itself.
+    return _aggregate_hours(loader, cost_center, start, end, **kwargs)
 
 
-def _aggregate(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
-               step: str | None, idle: str, cluster: str | None, rollup: bool, lean: bool = False) -> pl.DataFrame:
-    postgres = cost_center.warehouse.kind == "postgres"
-    p = "%s" if postgres else "?"
-    group, group_params = _group_sql(by, postgres)
-    time_column = "day" if rollup else "hour_start"
+_USAGE_SQL = ("cpu_request_core_hours", "cpu_usage_core_hours", "memory_request_gib_hours", "memory_usage_gib_hours")
+
+
+def _scope(cost_center: CostCenterConfig, time_column: str, start: dt.datetime, end: dt.datetime,
+           cluster: str | None) -> tuple[str, list[Any]]:
+    p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
     where = (f"cost_center = {p} AND {time_column} >= {p} AND {time_column} < {p}"
              + (f" AND cluster = {p}" if cluster else ""))
-    where_params: list[Any] = [cost_center.name, start, end] + ([cluster] if cluster else [])
+    return where, [cost_center.name, start, end] + ([cluster] if cluster else [])
+
+
+def _bucket(step: str | None, time_column: str, postgres: bool) -> str:
+    if not step:
+        return ""
+    column = f"{time_column} AT TIME ZONE 'UTC'" if postgres else time_column
+    return f"date_trunc('{_TRUNC[step]}', {column}) AS {step}, "
+
+
+def _aggregate_rollup(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
+                      step: str | None, idle: str, cluster: str | None, lean: bool, rollup: str) -> pl.DataFrame:
+    """From a rollup the loader keeps (daily per pod, or hourly per label set); both carry the hourly idle shares."""
+    postgres = cost_center.warehouse.kind == "postgres"
+    group, group_params, _ = _group_sql(by, postgres)
+    time_column = "day" if rollup == "daily_rollup" else "hour_start"
+    where, where_params = _scope(cost_center, time_column, start, end, cluster)
     money = {c: f"coalesce(sum({c}), 0)" for c in _MONEY_SQL}
-    efficiency = "sum(coalesce(efficiency, 0) * (cpu_cost + memory_cost))"
-    if rollup:
-        source = f"(SELECT * FROM {loader.table}_daily_rollup WHERE {where}"
-        efficiency = "sum(efficiency_weight)"
-        if idle == "shared":  # the rollup carries the hourly idle shares; idle shared away leaves zero rows
-            source += " AND NOT (namespace = '__idle__' AND shared_total_cost = 0)"
-            money.update(total_cost="coalesce(sum(shared_total_cost), 0)", unused_cost="coalesce(sum(shared_unused_cost), 0)")
-        source += ")"
-    elif idle == "shared":
-        if postgres:  # PostgreSQL has no SELECT * REPLACE: an hourly shared report reads the rows
-            return cost_report(share_idle(read_rows(loader, cost_center, start, end, cluster)), by=by, step=step)
-        source = f"""(
-            WITH base AS (SELECT * FROM {loader.table} WHERE {where}),
-            sums AS (SELECT hour_start, cluster,
-                            sum(CASE WHEN namespace = '__idle__' THEN total_cost ELSE 0 END) AS idle,
-                            sum(CASE WHEN starts_with(namespace, '__') THEN 0 ELSE total_cost END) AS pod_total
-                     FROM base GROUP BY hour_start, cluster)
-            SELECT base.* REPLACE (
-                       CASE WHEN NOT starts_with(namespace, '__') AND pod_total > 0
-                            THEN unused_cost + total_cost / pod_total * idle ELSE unused_cost END AS unused_cost,
-                       CASE WHEN NOT starts_with(namespace, '__') AND pod_total > 0
-                            THEN total_cost + total_cost / pod_total * idle ELSE total_cost END AS total_cost)
-            FROM base JOIN sums USING (hour_start, cluster)
-            WHERE NOT (namespace = '__idle__' AND pod_total > 0))"""
-    else:
-        source = f"(SELECT * FROM {loader.table} WHERE {where})"
-    bucket = ""
-    if step:
-        column = f"{time_column} AT TIME ZONE 'UTC'" if postgres else time_column
-        bucket = f"date_trunc('{_TRUNC[step]}', {column}) AS {step}, "
-    if lean:  # the cost-over-time chart needs the total only (no distinct counts: far cheaper per hour)
-        sql = (f'SELECT {bucket}{group} AS "{by}", {money["total_cost"]} AS total_cost FROM {source} AS rows '
-               f'GROUP BY {"1, 2" if step else "1"} ORDER BY {"1, " if step else ""}total_cost DESC')
+    source = f"(SELECT * FROM {loader.table}_{rollup} WHERE {where}"
+    if idle == "shared":  # idle shared away leaves zero rows
+        source += " AND NOT shared_away"
+        money.update(total_cost="coalesce(sum(shared_total_cost), 0)", unused_cost="coalesce(sum(shared_unused_cost), 0)")
+    source += ")"
+    bucket = _bucket(step, time_column, postgres)
+    order = f'GROUP BY {"1, 2" if step else "1"} ORDER BY {"1, " if step else ""}total_cost DESC'
+    if lean:
+        sql = f'SELECT {bucket}{group} AS "{by}", {money["total_cost"]} AS total_cost FROM {source} AS rows {order}'
         return _utc_bucket(loader.query(sql, group_params + where_params, read_only=True), step)
+    pods = "count(DISTINCT uid)" if rollup == "daily_rollup" else "NULL"
     sql = f"""
         SELECT {bucket}{group} AS "{by}", {", ".join(f"{expr} AS {c}" for c, expr in money.items())},
-               coalesce(sum(cpu_request_core_hours), 0) AS cpu_request_core_hours,
-               coalesce(sum(cpu_usage_core_hours), 0) AS cpu_usage_core_hours,
-               coalesce(sum(memory_request_gib_hours), 0) AS memory_request_gib_hours,
-               coalesce(sum(memory_usage_gib_hours), 0) AS memory_usage_gib_hours,
-               {efficiency} / nullif(sum(cpu_cost + memory_cost), 0) AS efficiency,
-               count(DISTINCT uid) AS pods, string_agg(DISTINCT currency, ',') AS currency
-        FROM {source} AS rows GROUP BY {"1, 2" if step else "1"}
-        ORDER BY {"1, " if step else ""}total_cost DESC"""
-    return _utc_bucket(loader.query(sql, group_params + where_params, read_only=True), step)
+               {", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in _USAGE_SQL)},
+               sum(efficiency_weight) / nullif(sum(cpu_cost + memory_cost), 0) AS efficiency,
+               {pods} AS pods, string_agg(DISTINCT currency, ',') AS currency
+        FROM {source} AS rows {order}"""
+    frame = loader.query(sql, group_params + where_params, read_only=True)
+    if rollup != "daily_rollup":  # no pods in the hourly label rollup: distinct pods counted on the rows
+        frame = _with_pods(loader, cost_center, frame.drop("pods"), start, end, by=by, step=step, idle=idle,
+                           cluster=cluster)
+    return _utc_bucket(frame, step)
+
+
+def _aggregate_hours(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
+                     step: str | None, idle: str, cluster: str | None, lean: bool) -> pl.DataFrame:
+    """Hours from the allocation table, in two steps: sums per hour and distinct group inputs (few rows), then
+    the group expression (JSON label lookups included) and the idle shares on those sums.
+
+    Sharing idle is linear in each pod's cost, so it distributes over the sums: a group's pods get
+    ``their cost / the hour's pod cost x the hour's idle``, exactly as :func:`share_idle` row by row.
+    """
+    postgres = cost_center.warehouse.kind == "postgres"
+    group, group_params, inputs = _group_sql(by, postgres)
+    where, where_params = _scope(cost_center, "hour_start", start, end, cluster)
+    sums = ("total_cost",) if lean else (*_MONEY_SQL, *_USAGE_SQL)
+    weight = [] if lean else ["sum(coalesce(efficiency, 0) * (cpu_cost + memory_cost)) AS efficiency_weight"]
+    keys = ", ".join(dict.fromkeys(("hour_start", "cluster", *inputs, *([] if lean else ["currency"]))))
+    per = f"""
+        SELECT {keys}, starts_with(namespace, '__') AS sentinel, namespace = '__idle__' AS is_idle,
+               {", ".join([*(f"sum({c}) AS {c}" for c in sums), *weight])}
+        FROM {loader.table} WHERE {where}
+        GROUP BY {keys}, starts_with(namespace, '__'), namespace = '__idle__'"""
+    money = {c: f"coalesce(sum({c}), 0)" for c in sums}
+    source, hours = "per", ""
+    if idle == "shared":
+        hours = """, hours AS (
+            SELECT hour_start, cluster, sum(CASE WHEN is_idle THEN total_cost ELSE 0 END) AS idle,
+                   sum(CASE WHEN sentinel THEN 0 ELSE total_cost END) AS pod_total
+            FROM per GROUP BY hour_start, cluster)"""
+        source = "per JOIN hours USING (hour_start, cluster) WHERE NOT (is_idle AND pod_total > 0)"
+        share = "CASE WHEN NOT sentinel AND pod_total > 0 THEN {c} / pod_total * idle ELSE 0 END"
+        money["total_cost"] = f"coalesce(sum(total_cost + {share.format(c='total_cost')}), 0)"
+        if not lean:
+            money["unused_cost"] = f"coalesce(sum(unused_cost + {share.format(c='total_cost')}), 0)"
+    bucket = _bucket(step, "hour_start", postgres)
+    group_by = "1, 2" if step else "1"
+    columns = [f"{expr} AS {c}" for c, expr in money.items()]
+    if not lean:
+        columns += ["sum(efficiency_weight) / nullif(sum(cpu_cost + memory_cost), 0) AS efficiency",
+                    "string_agg(DISTINCT currency, ',') AS currency"]
+    sql = (f'WITH per AS ({per}){hours} SELECT {bucket}{group} AS "{by}", {", ".join(columns)} FROM {source} '
+           f"GROUP BY {group_by}")
+    frame = loader.query(sql, where_params + group_params, read_only=True)
+    if not lean:  # distinct pods do not add up over hours: counted on the rows, per group
+        frame = _with_pods(loader, cost_center, frame, start, end, by=by, step=step, idle=idle, cluster=cluster)
+    frame = frame.sort([*([step] if step else []), "total_cost"], descending=[False] * bool(step) + [True])
+    return _utc_bucket(frame, step)
+
+
+def _with_pods(loader: Any, cost_center: CostCenterConfig, frame: pl.DataFrame, start: dt.datetime,
+               end: dt.datetime, *, by: str, step: str | None, idle: str, cluster: str | None) -> pl.DataFrame:
+    """Add the distinct pods of each group (and step), counted on the allocation rows."""
+    postgres = cost_center.warehouse.kind == "postgres"
+    group, group_params, _ = _group_sql(by, postgres)
+    where, where_params = _scope(cost_center, "hour_start", start, end, cluster)
+    shared_away = " AND namespace <> '__idle__'" if idle == "shared" else ""
+    sql = (f'SELECT {_bucket(step, "hour_start", postgres)}{group} AS "{by}", count(DISTINCT uid) AS pods '
+           f"FROM {loader.table} WHERE {where}{shared_away} GROUP BY {'1, 2' if step else '1'}")
+    counted = loader.query(sql, group_params + where_params, read_only=True)
+    on = [*([step] if step else []), by]
+    if step and frame.height:
+        counted = counted.with_columns(pl.col(step).cast(frame.schema[step]))
+    return frame.join(counted, on=on, how="left", nulls_equal=True).select(
+        *on, *_MONEY_SQL, *_USAGE_SQL, "efficiency", "pods", "currency").sort(
+        [*([step] if step else []), "total_cost"], descending=[False] * bool(step) + [True])
 
 
 def _utc_bucket(frame: pl.DataFrame, step: str | None) -> pl.DataFrame:
@@ -187,10 +248,20 @@ def allocation_from_warehouse(loader: Any, cost_center: CostCenterConfig, start:
     return {"table": table, "series": series, "groups": [*leaders, *(["other"] if series[by].eq("other").any() else [])]}
 
 
-def reconciliation(loader: Any, cost_center: CostCenterConfig, rows: pl.DataFrame, start: dt.datetime,
-                   end: dt.datetime, cluster: str | None = None) -> pl.DataFrame:
+def reconciliation(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime,
+                   cluster: str | None = None) -> pl.DataFrame:
     """Per hour and cluster: allocated (Σ rows, read back), billed (from the bill's files at enrichment), unpriced."""
     p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
+    where, params = _scope(cost_center, "hour_start", start, end, cluster)
+
+    def part(namespace: str) -> str:
+        return f"coalesce(sum(CASE WHEN namespace = '{namespace}' THEN total_cost ELSE 0 END), 0)"
+
+    allocated_sql = (f"SELECT hour_start, cluster, sum(total_cost) AS allocated, {part('__unpriced__')} AS unpriced, "
+                     f"{part('__unallocated__')} AS unallocated, {part(IDLE)} AS idle, "
+                     f"{part('__cluster_overhead__')} AS overhead FROM {loader.table} WHERE {where} "
+                     "GROUP BY hour_start, cluster")
+    allocated = loader.query(allocated_sql, params, read_only=True)
     sql = (f"SELECT hour_start, cluster, billed_from_files, billed_cost FROM {loader.table}_reconciliation "
            f"WHERE cost_center = {p} AND hour_start >= {p} AND hour_start < {p}")
     try:
@@ -200,16 +271,11 @@ def reconciliation(loader: Any, cost_center: CostCenterConfig, rows: pl.DataFram
                                       "billed_from_files": pl.Float64, "billed_cost": pl.Float64})
     if cluster:
         billed = billed.filter(pl.col("cluster") == cluster)
-    allocated = rows.group_by("hour_start", "cluster").agg(
-        pl.col("total_cost").sum().alias("allocated"),
-        pl.col("total_cost").filter(pl.col("namespace") == "__unpriced__").sum().alias("unpriced"),
-        pl.col("total_cost").filter(pl.col("namespace") == "__unallocated__").sum().alias("unallocated"),
-        pl.col("total_cost").filter(pl.col("namespace") == IDLE).sum().alias("idle"),
-        pl.col("total_cost").filter(pl.col("namespace") == "__cluster_overhead__").sum().alias("overhead"))
-    report = allocated.join(billed.with_columns(pl.col("hour_start").cast(pl.Datetime("us", "UTC"))),
-                            on=["hour_start", "cluster"], how="full", coalesce=True)
+    utc = pl.Datetime("us", "UTC")
+    report = allocated.with_columns(pl.col("hour_start").cast(utc)).join(
+        billed.with_columns(pl.col("hour_start").cast(utc)), on=["hour_start", "cluster"], how="full", coalesce=True)
     billed_col = pl.coalesce("billed_from_files", "billed_cost")
-    return (report.with_columns(billed_col.alias("billed"))
+    return (report.with_columns(billed_col.cast(pl.Float64).alias("billed"))
             .with_columns((pl.col("allocated") - pl.col("billed")).alias("difference"))
             .select("hour_start", "cluster", "allocated", "billed", "difference", "unpriced", "unallocated", "idle",
                     "overhead").sort("hour_start", "cluster"))
@@ -218,9 +284,12 @@ def reconciliation(loader: Any, cost_center: CostCenterConfig, rows: pl.DataFram
 def freshness(loader: Any, cost_center: CostCenterConfig) -> pl.DataFrame:
     """Per cluster: the last hour loaded, and the hours still waiting for the bill (__unpriced__ cost)."""
     p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
+    # The hourly label rollup has every loaded hour and namespace in far fewer rows than the table.
+    source = (f"{loader.table}_hourly_labels" if _has_table(loader, cost_center, f"{loader.table}_hourly_labels")
+              else loader.table)
     sql = (f"SELECT cluster, max(hour_start) AS last_hour_loaded, count(DISTINCT hour_start) AS hours_loaded, "
            f"count(DISTINCT CASE WHEN namespace = '__unpriced__' THEN hour_start END) AS hours_waiting_for_bill "
-           f"FROM {loader.table} WHERE cost_center = {p} GROUP BY cluster ORDER BY cluster")
+           f"FROM {source} WHERE cost_center = {p} GROUP BY cluster ORDER BY cluster")
     return loader.query(sql, [cost_center.name], read_only=True)
 
 

@@ -117,13 +117,11 @@ def allocation_api(cost_center: str | None = None, cluster: str | None = None, s
 @app.get("/api/reconciliation")
 def reconciliation_api(cost_center: str | None = None, cluster: str | None = None, start: str | None = None,
                        end: str | None = None, format: str = "json") -> Response:  # noqa: A002
-    from podledger.explorer import read_rows, reconciliation
+    from podledger.explorer import reconciliation
 
     center = _cost_center(cost_center)
     start_at, end_at = _range(start, end)
-    loader = _loader(center)
-    report = reconciliation(loader, center, read_rows(loader, center, start_at, end_at, cluster), start_at, end_at,
-                            cluster)
+    report = reconciliation(_loader(center), center, start_at, end_at, cluster)
     return _frame(_json_safe(report) if format != "csv" else report, format, f"podledger-{center.name}-reconciliation")
 
 
@@ -136,16 +134,21 @@ def freshness_api(cost_center: str | None = None, format: str = "json") -> Respo
     return _frame(_json_safe(report) if format != "csv" else report, format, f"podledger-{center.name}-freshness")
 
 
+RIGHTSIZING_DAYS = 7
+
+
 @app.get("/api/rightsizing")
 def rightsizing_api(cost_center: str | None = None, cluster: str | None = None, start: str | None = None,
                     end: str | None = None, format: str = "json") -> Response:  # noqa: A002
-    from podledger.explorer import read_rows
-    from podledger.rightsizing import recommendations
+    from podledger.rightsizing import recommendations_sql
 
     center = _cost_center(cost_center)
     start_at, end_at = _range(start, end)
-    rows = read_rows(_loader(center), center, start_at, end_at, cluster)
-    report = recommendations(rows) if rows.height else rows.head(0)
+    # Usage of the range's last RIGHTSIZING_DAYS days: recent behaviour, and a bounded scan on months of rows.
+    start_at = max(start_at, end_at - dt.timedelta(days=RIGHTSIZING_DAYS))
+    loader = _loader(center)
+    report = recommendations_sql(loader, loader.table, center.name, start_at, end_at,
+                                 postgres=center.warehouse.kind == "postgres", cluster=cluster)
     return _frame(_json_safe(report) if format != "csv" else report, format, f"podledger-{center.name}-rightsizing")
 
 

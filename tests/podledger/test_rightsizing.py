@@ -25,7 +25,7 @@ def test_overprovisioned_workload_gets_smaller_requests_and_a_saving():
     })
     rec = recommendations(rows).row(0, named=True)
     assert rec["cpu_request_cores"] == 2.0 and rec["avg_pods"] == 2.0
-    p95 = pl.Series([0.5 + 0.01 * h for h in range(hours)]).quantile(0.95)
+    p95 = pl.Series([0.5 + 0.01 * h for h in range(hours)]).quantile(0.95, "linear")
     assert rec["cpu_recommended_cores"] == pytest.approx(p95 * 1.2)
     assert rec["memory_recommended_gib"] == pytest.approx(1.3)
     expected = ((2.0 - p95 * 1.2) * 0.04 + (4.0 - 1.3) * 0.005) * 2 * 730
