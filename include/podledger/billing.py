@@ -133,9 +133,11 @@ def typed_cur(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
-def _read_period(store: ObjectStore, delivery: Delivery) -> list[pl.DataFrame]:
-    """Read every file of a delivery once (each tagged with its URL in ``__bill_file``)."""
-    return [entries_of_maps(read_bill_file(store, key)) for key in delivery.keys]
+def _read_period(store: ObjectStore, delivery: Delivery,
+                 between: tuple[str, dt.datetime, dt.datetime] | None = None) -> list[pl.DataFrame]:
+    """Read every file of a delivery once (each tagged with its URL in ``__bill_file``); ``between``: only the rows
+    of [start, end) of that timestamp column where the format allows skipping the others."""
+    return [entries_of_maps(read_bill_file(store, key, between=between)) for key in delivery.keys]
 
 
 def delivery_keys(store: ObjectStore, export_prefix: str, fmt: str, start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -213,7 +215,7 @@ def read_cur(store: ObjectStore, export_prefix: str, start: dt.datetime, end: dt
     frames = []
     for period in billing_periods(start, end):
         delivery = data_exports_delivery(store, export_prefix, period, kind="CUR 2.0", manifest_required=True)
-        for frame in _read_period(store, delivery):
+        for frame in _read_period(store, delivery, ("line_item_usage_start_date", start, end)):
             missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
             if missing:
                 raise BillingDataError(f"{frame[SOURCE_FILE][0]}: CUR 2.0 columns missing: {missing}; enable "

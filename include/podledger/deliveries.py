@@ -12,6 +12,7 @@ Every file is read with its own error: a damaged file names itself (and the fix)
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import io
 import json
@@ -136,15 +137,27 @@ def _read_manifest(store: ObjectStore, key: str) -> dict:
     return manifest
 
 
-def read_bill_file(store: ObjectStore, key: str, *, columns: list[str] | None = None) -> pl.DataFrame:
-    """Read one bill file (Parquet, CSV, gzipped CSV); a damaged file is an error naming it."""
+def read_bill_file(store: ObjectStore, key: str, *, columns: list[str] | None = None,
+                   between: tuple[str, dt.datetime, dt.datetime] | None = None) -> pl.DataFrame:
+    """Read one bill file (Parquet, CSV, gzipped CSV); a damaged file is an error naming it.
+
+    ``between`` (column, start, end): of a Parquet file whose column is a timestamp, decode only the rows in
+    [start, end) (row groups outside it are skipped by their statistics); other files are read whole.
+    """
     try:
         data = store.get(key)
         if key.endswith(".parquet"):
+            schema = pl.read_parquet_schema(io.BytesIO(data))
             if columns is not None:  # the ones this file has (CUR and FOCUS name the same thing differently)
-                schema = pl.read_parquet_schema(io.BytesIO(data))
                 columns = [c for c in columns if c in schema]
-            frame = pl.read_parquet(io.BytesIO(data), columns=columns)
+            scan = pl.scan_parquet(io.BytesIO(data))
+            if between is not None and isinstance(schema.get(between[0]), pl.Datetime):
+                column, start, end = between
+                zone = schema[column].time_zone
+                low, high = ((start, end) if zone else
+                             (start.astimezone(dt.UTC).replace(tzinfo=None), end.astimezone(dt.UTC).replace(tzinfo=None)))
+                scan = scan.filter((pl.col(column) >= low) & (pl.col(column) < high))
+            frame = (scan.select(columns) if columns is not None else scan).collect()
         else:
             if key.endswith(".gz"):
                 data = gzip.decompress(data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -88,9 +89,43 @@ def hours_of(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
     return hours
 
 
+def day_ranges(start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Split [start, end) at UTC midnights: the unit enrichment streams (and the DAG maps) over."""
+    start, end = to_utc(start), to_utc(end)
+    ranges, cursor = [], start
+    while cursor < end:
+        midnight = (cursor + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        ranges.append((cursor, min(midnight, end)))
+        cursor = midnight
+    return ranges
+
+
+def enrich_days(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
+                metrics_store: ObjectStore, billing_store: ObjectStore, check: bool = True) -> Iterator[EnrichResult]:
+    """Enrich [start, end) one UTC day at a time: each day's metrics and bill rows are read, allocated, reconciled
+    and checked against the bill's files before the next day is read (memory bounded by one day of one cluster)."""
+    for day_start, day_end in day_ranges(start, end):
+        yield _enrich_hours(cost_center, cluster, day_start, day_end, metrics_store=metrics_store,
+                            billing_store=billing_store, check=check)
+
+
 def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
                    metrics_store: ObjectStore, billing_store: ObjectStore, check: bool = True) -> EnrichResult:
-    """Allocate every hour of [start, end) for one cluster and reconcile it with the bill."""
+    """Allocate every hour of [start, end) for one cluster and reconcile it with the bill (all days in memory:
+    for long ranges iterate :func:`enrich_days` and write each day as it comes)."""
+    if not hours_of(start, end):
+        raise ValueError(f"cluster {cluster.name}: empty hour range {start} .. {end}")
+    days = list(enrich_days(cost_center, cluster, start, end, metrics_store=metrics_store,
+                            billing_store=billing_store, check=check))
+    return EnrichResult(pl.concat([d.rows for d in days]), pl.concat([d.reconciliation for d in days],
+                                                                     how="diagonal_relaxed"),
+                        [f for d in days for f in d.findings],
+                        pl.concat([d.split_line_items for d in days], how="diagonal_relaxed"))
+
+
+def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
+                  metrics_store: ObjectStore, billing_store: ObjectStore, check: bool = True) -> EnrichResult:
+    """Allocate every hour of [start, end) (at most a day) for one cluster and reconcile it with the bill."""
     _, _, metrics_prefix = split_uri(cost_center.storage.uri)
     _, _, billing_prefix = split_uri(cost_center.billing.uri)
     hours = hours_of(start, end)

@@ -16,6 +16,14 @@ def end_instant(cost_center: CostCenterConfig) -> dt.datetime | None:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) if day else None
 
 
+def start_instant(cost_center: CostCenterConfig, now: dt.datetime | None = None) -> dt.datetime:
+    """The first instant the cost center covers: ``initial_backfill_date``, else ``backfill_days`` before today
+    (date-granular, so a DAG's start date is stable within a day)."""
+    day = cost_center.initial_backfill_date or ((now or dt.datetime.now(dt.UTC)).date()
+                                                 - dt.timedelta(days=cost_center.backfill_days))
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
 def plan_range(cost_center: CostCenterConfig, params: dict[str, Any], interval_start: dt.datetime | None,
                interval_end: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
     """Return the [start, end) an export run covers: the params, else its data interval clipped to ``end_date``.
@@ -34,3 +42,49 @@ def plan_range(cost_center: CostCenterConfig, params: dict[str, Any], interval_s
         raise NothingToDo(f"cost center {cost_center.name}: nothing to export in {start:%Y-%m-%dT%H:%MZ} .. "
                           f"{end:%Y-%m-%dT%H:%MZ}" + (f" (end_date {last:%Y-%m-%d} is exclusive)" if last else ""))
     return start, end
+
+
+def plan_enrichment(cost_center: CostCenterConfig, params: dict[str, Any], events: list[dict[str, Any]],
+                    interval_start: dt.datetime | None, interval_end: dt.datetime | None,
+                    now: dt.datetime) -> tuple[dt.datetime, dt.datetime, list[str]]:
+    """Return the [start, end) hours and the clusters an enrichment run covers.
+
+    The params when both are given; else the triggering Asset events' extras (an exported range, or the billing
+    periods a delivery or restatement updated, up to the current hour and ``end_date``); else the data interval.
+    ``events`` are the events' extras. Clusters: the params', else the events', else the configured ones (empty:
+    discover them). Raises :class:`~podledger.exceptions.NothingToDo` naming why when no hour is left.
+    """
+    explicit = bool(params.get("start") and params.get("end"))
+    if explicit:
+        start, end = to_utc(params["start"]), to_utc(params["end"])
+    else:
+        ranges = [(to_utc(e["start"]), to_utc(e["end"])) for e in events if e.get("start")]
+        hour_now = now.replace(minute=0, second=0, microsecond=0)
+        last = end_instant(cost_center) or hour_now
+        first = start_instant(cost_center, now)
+        for extra in events:
+            for period in extra.get("billing_periods", []):
+                p_start = to_utc(f"{period}-01")
+                p_end = min((p_start + dt.timedelta(days=32)).replace(day=1), hour_now, last)
+                ranges.append((max(p_start, first), p_end))
+        if ranges:
+            start, end = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        else:
+            start, end = interval_start, interval_end
+    if start is None or end is None or end <= start:
+        raise NothingToDo(f"cost center {cost_center.name}: no hours to enrich ({start} .. {end}): no exported range "
+                          "in the triggering events; trigger with start/end params")
+    start = start.replace(minute=0, second=0, microsecond=0)
+    if end.minute or end.second or end.microsecond:
+        end = end.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    from_events = sorted({c for e in events for c in e.get("clusters", [])}) if not explicit else []
+    clusters = list(params.get("clusters") or from_events or [c.name for c in cost_center.clusters])
+    return start, end, clusters
+
+
+def enrichment_items(start: dt.datetime, end: dt.datetime, clusters: list[str]) -> list[dict[str, str]]:
+    """The (cluster, UTC day) pieces of an enrichment run: what the DAG maps over (a retry repeats one day)."""
+    from podledger.enrich import day_ranges
+
+    return [{"cluster": name, "start": day_start.isoformat(), "end": day_end.isoformat()}
+            for name in clusters for day_start, day_end in day_ranges(start, end)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -144,8 +143,9 @@ def rollup_statements(table: str, postgres: bool, grain: str = "day") -> list[st
     scope = f"cost_center = {p} AND cluster = {p} AND hour_start >= {p} AND hour_start < {p}"
     keys = ", ".join(key_columns)
     sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_SUMS)
+    needed = ", ".join(dict.fromkeys(("hour_start", *key_columns, *ROLLUP_SUMS, "efficiency")))
     select = f"""
-        WITH base AS (SELECT * FROM {table} WHERE {scope}),
+        WITH base AS (SELECT {needed} FROM {table} WHERE {scope}),
         hours AS (SELECT hour_start, cluster,
                          sum(CASE WHEN namespace = '__idle__' THEN total_cost ELSE 0 END) AS idle,
                          sum(CASE WHEN starts_with(namespace, '__') THEN 0 ELSE total_cost END) AS pod_total
@@ -298,23 +298,26 @@ class DuckDBLoader:
 COPY_BATCH_ROWS = 500_000
 
 
-def copy_csv(cur, table: str, frame: pl.DataFrame) -> None:  # noqa: ANN001 - a psycopg cursor
-    """COPY ``frame`` into ``table``: polars writes CSV (native, fast), PostgreSQL parses it; batches bound memory.
+def copy_binary(cur, table: str, frame: pl.DataFrame) -> None:  # noqa: ANN001 - a psycopg cursor
+    """COPY ``frame`` into ``table`` in PostgreSQL's binary format, encoded from Arrow by pgpq (no text parsing on
+    either side); batches bound memory. Every value round-trips exactly: NULL is NULL, any text is itself, floats
+    keep all their bits. (PostgreSQL text cannot hold NUL.)"""
+    import pgpq
 
-    Every string is quoted and NULL is the *unquoted* empty field, which no string can be (an empty string is
-    written ``""``): any text, ``\\N`` included, round-trips byte for byte. (PostgreSQL text cannot hold NUL.)
-    """
     columns = ", ".join(frame.columns)
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, NULL '')") as copy:
-        for start in range(0, frame.height, COPY_BATCH_ROWS):
-            buffer = io.BytesIO()
-            frame.slice(start, COPY_BATCH_ROWS).write_csv(buffer, include_header=False, null_value="",
-                                                          quote_style="non_numeric")
-            copy.write(buffer.getvalue())
+    # An all-null column without a type (e.g. read back from another warehouse) is text NULLs.
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Null)
+    arrow = frame.to_arrow(compat_level=pl.CompatLevel.oldest())  # large_string, which pgpq encodes
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(arrow.schema)
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+        copy.write(encoder.write_header())
+        for batch in arrow.to_batches(max_chunksize=COPY_BATCH_ROWS):
+            copy.write(encoder.write_batch(batch))
+        copy.write(encoder.finish())
 
 
 class PostgresLoader:
-    """Load into PostgreSQL with COPY (binary-safe text COPY through psycopg 3), slice replaced in one transaction.
+    """Load into PostgreSQL with binary COPY from Arrow (pgpq, psycopg 3), slice replaced in one transaction.
 
     The whole transaction (DDL, DELETE, COPY, read-back) holds a transaction-scoped advisory lock on the table:
     loads of the same or overlapping slices serialise and never duplicate; the lock goes with the COMMIT.
@@ -346,7 +349,7 @@ class PostgresLoader:
                 # No commit before the COPY: it would release the lock and let a concurrent load interleave.
                 cur.execute(f"DELETE FROM {self.table} WHERE cost_center = %s AND cluster = %s AND hour_start >= %s "
                             "AND hour_start < %s", [cost_center, cluster, start, end])
-                copy_csv(cur, self.table, rows.select(columns))
+                copy_binary(cur, self.table, rows.select(columns).cast(OUTPUT_SCHEMA))
                 if split_items is not None:
                     self._load_items(cur, split_items, cost_center, cluster, start, end)
                 if reconciliation is not None:
@@ -354,6 +357,9 @@ class PostgresLoader:
                 cur.execute(READBACK_SQL.format(table=self.table, p="%s"), [cost_center, cluster, start, end])
                 loaded = pl.DataFrame(cur.fetchall(), schema=["hour_start", "rows", "cost"], orient="row")
                 check_loaded(loaded, rows, f"warehouse postgres table {self.table}, {cost_center}/{cluster}")
+                # Fresh statistics: without them the planner takes a freshly copied table for empty and joins the
+                # rollups' per-hour sums by nested loops (minutes on millions of rows instead of seconds).
+                cur.execute(f"ANALYZE {self.table}")
                 refresh_rollups(lambda sql, params: _run(cur, sql, params), self.table, True, cost_center, cluster,
                                 start, end)
         log.info("warehouse postgres table %s: replaced %s/%s [%s, %s) with %d rows", self.table, cost_center, cluster,
@@ -367,7 +373,7 @@ class PostgresLoader:
         cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
         cur.execute(f"DELETE FROM {table} WHERE cost_center = %s AND cluster = %s AND hour_start >= %s AND hour_start < %s",
                     [cost_center, cluster, start, end])
-        copy_csv(cur, table, report.select(list(RECONCILIATION_COLUMNS)))
+        copy_binary(cur, table, report.select(list(RECONCILIATION_COLUMNS)))
 
     def _load_items(self, cur, items: pl.DataFrame, cost_center: str, cluster: str, start: dt.datetime,  # noqa: ANN001
                     end: dt.datetime) -> None:
@@ -377,7 +383,7 @@ class PostgresLoader:
         cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {t}' for n, t in types.items())})")
         cur.execute(f"DELETE FROM {table} WHERE cost_center = %s AND cluster = %s AND line_item_usage_start_date >= %s "
                     "AND line_item_usage_start_date < %s", [cost_center, cluster, start, end])
-        copy_csv(cur, table, items)
+        copy_binary(cur, table, items)
 
     def query(self, sql: str, params: list | None = None, *, read_only: bool = False) -> pl.DataFrame:
         """Run a read query and return a polars frame."""

@@ -28,12 +28,9 @@ def _default_args(cost_center: CostCenterConfig) -> dict[str, Any]:
 
 
 def _start_date(cost_center: CostCenterConfig) -> dt.datetime:
-    if cost_center.initial_backfill_date:
-        day = cost_center.initial_backfill_date
-    else:
-        # BACKFILL_DAYS: first runs reach back this far; date-granular so the DAG is stable within a day.
-        day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=cost_center.backfill_days)
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    from podledger.planning import start_instant
+
+    return start_instant(cost_center)
 
 
 def _end_date(cost_center: CostCenterConfig) -> dt.datetime | None:
@@ -219,7 +216,6 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
     scheme, bucket, prefix = split_uri(cost_center.storage.uri)
     asset = metrics_asset(cost_center)
     dag_id = f"podledger_enrich__{cost_center.name}"
-    cluster_names = [c.name for c in cost_center.clusters]
 
     bill = billing_asset(cost_center)
 
@@ -231,60 +227,39 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
     def enrich_dag() -> None:
         @task
         def hour_range(**context: Any) -> dict[str, Any]:
-            """Pick the hours to enrich: the params, else the triggering Asset events, else the data interval."""
-            from podledger.layout import to_utc
+            """Pick the hours and clusters to enrich: the params, else the triggering Asset events, else the interval."""
+            from airflow.sdk.exceptions import AirflowSkipException
 
-            params = context["params"]
-            events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-            if params.get("start") and params.get("end"):
-                start, end = to_utc(params["start"]), to_utc(params["end"])
-            else:
-                extras = [e.extra for e in events if e.extra and e.extra.get("start")]
-                # A delivered or restated billing period re-enriches its hours (up to the current hour).
-                now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-                for e in events:
-                    for period in (e.extra or {}).get("billing_periods", []):
-                        p_start = to_utc(f"{period}-01")
-                        # end_date is exclusive: no hours after it were exported.
-                        p_end = min((p_start + dt.timedelta(days=32)).replace(day=1), now, end_instant(cost_center) or now)
-                        extras.append({"start": max(p_start, _start_date(cost_center)).isoformat(), "end": p_end.isoformat()})
-                if extras:
-                    start = min(to_utc(x["start"]) for x in extras)
-                    end = max(to_utc(x["end"]) for x in extras)
-                else:
-                    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-            if start is None or end is None or end <= start:
-                from airflow.sdk.exceptions import AirflowSkipException
+            from podledger.exceptions import NothingToDo
+            from podledger.planning import plan_enrichment
 
-                raise AirflowSkipException(f"cost center {cost_center.name}: no hours to enrich ({start} .. {end}): "
-                                           "no exported range in the triggering events; trigger with start/end params")
-            start = start.replace(minute=0, second=0, microsecond=0)
-            if end.minute or end.second:
-                end = end.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
-            from_events = sorted({c for e in events for c in (e.extra or {}).get("clusters", [])}) if not (
-                params.get("start") and params.get("end")) else []
-            clusters = params.get("clusters") or from_events or cluster_names
+            events = [e.extra or {} for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+            try:
+                start, end, clusters = plan_enrichment(cost_center, context["params"], events,
+                                                       context.get("data_interval_start"),
+                                                       context.get("data_interval_end"), dt.datetime.now(dt.UTC))
+            except NothingToDo as exc:
+                raise AirflowSkipException(str(exc)) from None
             if not clusters and cost_center.discovery is not None:
                 from podledger.discovery import discover_clusters
                 from podledger_airflow.hooks import PrometheusHook
 
                 hook = PrometheusHook(cost_center.discovery.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
                 clusters = [c.name for c in discover_clusters(hook.get_conn(), cost_center, start, end)]
-            if end <= start:
-                from airflow.sdk.exceptions import AirflowSkipException
-
-                raise AirflowSkipException(f"cost center {cost_center.name}: no hours to enrich in {start} .. {end}; "
-                                           "trigger with start/end params")
             return {"start": start.isoformat(), "end": end.isoformat(), "clusters": clusters}
 
         @task
-        def clusters_of(rng: dict[str, Any]) -> list[str]:
-            """The clusters this run enriches (mapped over below)."""
-            return list(rng["clusters"])
+        def days_of(rng: dict[str, Any]) -> list[dict[str, str]]:
+            """The (cluster, UTC day) pieces mapped over below: a month's restatement spreads over workers, and a
+            retry repeats one day."""
+            from podledger.layout import to_utc
+            from podledger.planning import enrichment_items
+
+            return enrichment_items(to_utc(rng["start"]), to_utc(rng["end"]), list(rng["clusters"]))
 
         @task
-        def allocate(cluster_name: str, rng: dict[str, Any]) -> dict[str, Any]:
-            """Allocate and reconcile one cluster's hours; write the rows as Parquet next to its metrics."""
+        def allocate(item: dict[str, str]) -> dict[str, Any]:
+            """Allocate and reconcile one cluster-day; write its rows, split line items and reconciliation as Parquet."""
             import io
 
             from podledger.enrich import enrich_cluster
@@ -293,34 +268,30 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             from podledger.warehouse import reconciliation_rows
             from podledger_airflow.stores import S3HookStore
 
-            if cluster_name not in rng["clusters"]:
-                return {"cluster": cluster_name, "key": None}
+            cluster_name, start, end = item["cluster"], to_utc(item["start"]), to_utc(item["end"])
             _, billing_bucket, _ = split(cost_center.billing.uri)
             metrics_store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
-            result = enrich_cluster(cost_center, cost_center.cluster(cluster_name), to_utc(rng["start"]), to_utc(rng["end"]),
+            result = enrich_cluster(cost_center, cost_center.cluster(cluster_name), start, end,
                                     metrics_store=metrics_store,
                                     billing_store=S3HookStore(billing_bucket, cost_center.billing.aws_conn_id))
-            start, end = to_utc(rng["start"]), to_utc(rng["end"])
             key = f"{prefix}/{cluster_name}/_allocations/{start:%Y%m%dT%H}_{end:%Y%m%dT%H}.parquet".lstrip("/")
-            buffer = io.BytesIO()
-            result.rows.write_parquet(buffer)
-            metrics_store.put(key, buffer.getvalue())
-            buffer = io.BytesIO()
-            result.split_line_items.write_parquet(buffer)
-            metrics_store.put(key.replace(".parquet", ".split_line_items.parquet"), buffer.getvalue())
-            buffer = io.BytesIO()
-            reconciliation_rows(result.reconciliation, cost_center.name).write_parquet(buffer)
-            metrics_store.put(key.replace(".parquet", ".reconciliation.parquet"), buffer.getvalue())
+            outputs = {key: result.rows, key.replace(".parquet", ".split_line_items.parquet"): result.split_line_items,
+                       key.replace(".parquet", ".reconciliation.parquet"):
+                           reconciliation_rows(result.reconciliation, cost_center.name)}
+            for name, frame in outputs.items():
+                buffer = io.BytesIO()
+                frame.write_parquet(buffer)
+                metrics_store.put(name, buffer.getvalue())
             currency = ",".join(sorted(result.rows["currency"].drop_nulls().unique().to_list()))
             total = round(float(result.reconciliation["billed_cost"].sum()), 6)
-            log.info("cluster %s: %d rows, billed %s %s over %d hour(s), every hour reconciled with the bill's files",
-                     cluster_name, result.rows.height, total, currency, result.reconciliation.height)
-            return {"cluster": cluster_name, "key": key, "rows": result.rows.height, "billed_cost": total,
-                    "currency": currency}
+            log.info("cluster %s %s..%s: %d rows, billed %s %s over %d hour(s), every hour reconciled with the "
+                     "bill's files", cluster_name, item["start"], item["end"], result.rows.height, total, currency,
+                     result.reconciliation.height)
+            return {**item, "key": key, "rows": result.rows.height, "billed_cost": total, "currency": currency}
 
         @task
-        def load(outputs: list[dict[str, Any]], rng: dict[str, Any]) -> int:
-            """Replace the hour range of each allocated cluster in the warehouse, one transaction each."""
+        def load(outputs: list[dict[str, Any]]) -> int:
+            """Replace each allocated cluster-day in the warehouse, one transaction each (read back before commit)."""
             import io
 
             import polars as pl
@@ -335,13 +306,11 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             loader = loader_for(warehouse, connection_info(warehouse.conn_id) if warehouse.kind == "postgres" else None)
             loaded = 0
             for out in outputs:
-                if not out["key"]:
-                    continue
                 rows = pl.read_parquet(io.BytesIO(store.get(out["key"])))
                 items = pl.read_parquet(io.BytesIO(store.get(out["key"].replace(".parquet", ".split_line_items.parquet"))))
                 recon = pl.read_parquet(io.BytesIO(store.get(out["key"].replace(".parquet", ".reconciliation.parquet"))))
                 loaded += loader.load(rows, cost_center=cost_center.name, cluster=out["cluster"],
-                                      start=to_utc(rng["start"]), end=to_utc(rng["end"]), split_items=items,
+                                      start=to_utc(out["start"]), end=to_utc(out["end"]), split_items=items,
                                       reconciliation=recon)
             return loaded
 
@@ -350,9 +319,9 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
                                    aws_conn_id=cost_center.billing.aws_conn_id, deferrable=True,
                                    poke_interval=cost_center.billing.poke_interval_seconds,
                                    timeout=cost_center.billing.wait_timeout_seconds)
-        outputs = allocate.partial(rng=rng).expand(cluster_name=clusters_of(rng))
+        outputs = allocate.expand(item=days_of(rng))
         billed >> outputs
-        load(outputs, rng)
+        load(outputs)
 
     return enrich_dag()
 

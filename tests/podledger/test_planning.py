@@ -41,3 +41,44 @@ def test_plan_range(cc, name, params, interval, expected):
 def test_nothing_to_do_names_the_reason(cc, params, interval, reason):
     with pytest.raises(NothingToDo, match=reason):
         plan_range(cc, params, *interval)
+
+
+NOW = dt.datetime(2026, 11, 20, 14, 37, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("name", "params", "events", "expected"), [
+    ("params win", {"start": "2026-11-02T00:00Z", "end": "2026-11-02T05:30Z", "clusters": ["b"]},
+     [{"start": "2026-11-05T00:00Z", "end": "2026-11-06T00:00Z", "clusters": ["a"]}],
+     (DAY, DAY + dt.timedelta(hours=6), ["b"])),
+    ("exported ranges of the events, their clusters", {},
+     [{"start": "2026-11-02T01:00Z", "end": "2026-11-02T02:00Z", "clusters": ["a"]},
+      {"start": "2026-11-02T00:00Z", "end": "2026-11-02T01:00Z", "clusters": ["c"]}],
+     (DAY, DAY + dt.timedelta(hours=2), ["a", "c"])),
+    ("a restated billing period: from the start date to the current hour", {}, [{"billing_periods": ["2026-11"]}],
+     (dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2026, 11, 20, 14, tzinfo=UTC), ["demo-eks"])),
+    ("the data interval, rounded out to whole hours", {}, [], (DAY, DAY + dt.timedelta(hours=3), ["demo-eks"])),
+])
+def test_plan_enrichment(name, params, events, expected):
+    from podledger.planning import plan_enrichment
+
+    cc = make_cost_center("bucket", initial_backfill_date="2026-10-15")
+    got = plan_enrichment(cc, params, events, DAY + dt.timedelta(minutes=10), DAY + dt.timedelta(hours=2, minutes=5),
+                          NOW)
+    assert got == expected, name
+
+
+def test_enrichment_maps_over_cluster_days():
+    from podledger.planning import enrichment_items
+
+    items = enrichment_items(DAY + dt.timedelta(hours=20), DAY + dt.timedelta(days=2, hours=3), ["a", "b"])
+    assert [(i["cluster"], i["start"][:13], i["end"][:13]) for i in items] == [
+        ("a", "2026-11-02T20", "2026-11-03T00"), ("a", "2026-11-03T00", "2026-11-04T00"),
+        ("a", "2026-11-04T00", "2026-11-04T03"), ("b", "2026-11-02T20", "2026-11-03T00"),
+        ("b", "2026-11-03T00", "2026-11-04T00"), ("b", "2026-11-04T00", "2026-11-04T03")]
+
+
+def test_nothing_to_enrich_is_named():
+    from podledger.planning import plan_enrichment
+
+    with pytest.raises(NothingToDo, match="no hours to enrich"):
+        plan_enrichment(make_cost_center("bucket"), {}, [], None, None, NOW)

@@ -42,7 +42,7 @@ def test_failure_mid_load_keeps_previous_rows(loader):
     loader.load(rows_for("a", 2, 3), cost_center="cc", cluster="a", start=START, end=end)
     bad = rows_for("a", 2, 3).with_columns(pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("not-a-number"))
                                            .otherwise(pl.col("total_cost").cast(pl.String)).alias("total_cost"))
-    with pytest.raises(Exception, match=r"(?i)not-a-number|conversion|invalid"):  # noqa: B017 - engine-specific error types
+    with pytest.raises(Exception, match=r"(?i)not-a-number|conversion|invalid|insufficient data"):  # noqa: B017 - engine-specific error types
         loader.load(bad, cost_center="cc", cluster="a", start=START, end=end)
     count = loader.query(f"SELECT count(*) AS n, sum(total_cost) AS c FROM {loader.table}")
     assert count.row(0) == (6, 6.0)
