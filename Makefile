@@ -1,12 +1,12 @@
 # podledger: the README's two commands are `make demo` and `make test`.
 .PHONY: demo test lint bench-clean
 
-# DEMO_ARGS: extra arguments for `podledger demo` (CI runs a shorter window: DEMO_ARGS="--hours 2").
+# DEMO_ARGS: extra arguments for `podledger-lab demo` (CI runs a shorter window: DEMO_ARGS="--hours 2").
 DEMO_ARGS ?=
 
 demo:
 	./scripts/bootstrap.sh --demo
-	.venv/bin/podledger demo $(DEMO_ARGS)
+	.venv/bin/podledger-lab demo $(DEMO_ARGS)
 
 test:
 	./scripts/bootstrap.sh --dev

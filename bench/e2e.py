@@ -49,11 +49,11 @@ def main() -> None:
 
     import psycopg
 
-    from podledger.demo import stack_env, upload_tree
     from podledger.layout import to_utc
-    from podledger.stack import start_moto, start_prometheus
-    from podledger.synth.cluster import build_cluster
-    from podledger.synth.cur import build_cur, write_cur_export
+    from podledger_lab.demo import stack_env, upload_tree
+    from podledger_lab.stack import start_moto, start_prometheus
+    from podledger_lab.synth.cluster import build_cluster
+    from podledger_lab.synth.cur import build_cur, write_cur_export
 
     work = ensure_tsdb(args, args.work or Path(tempfile.mkdtemp(prefix="podledger-bench-e2e-")))
     start = to_utc(args.start)
@@ -70,7 +70,7 @@ def main() -> None:
     table_name = f"bench_e2e_{suffix}"
     try:
         upload_tree(moto, "bench-billing", "cur", run / "cur")
-        from podledger.demo import ensure_bucket
+        from podledger_lab.demo import ensure_bucket
 
         ensure_bucket(moto, "bench-metrics")
         config = run / "cost_centers.yaml"

@@ -112,9 +112,9 @@ def _wait_for_compaction(url: str, quiet_seconds: float = 30.0) -> int:
 def _generate(args: argparse.Namespace, work: Path) -> None:
     """Build the cluster and load it into ``work/tsdb`` one hour of OpenMetrics at a time."""
     from podledger.layout import to_utc
-    from podledger.stack import load_blocks
-    from podledger.synth.cluster import build_cluster
-    from podledger.synth.openmetrics import write_openmetrics_hours
+    from podledger_lab.stack import load_blocks
+    from podledger_lab.synth.cluster import build_cluster
+    from podledger_lab.synth.openmetrics import write_openmetrics_hours
 
     cluster = build_cluster("bench-eks", nodes=args.nodes, pods=args.pods, start=to_utc(args.start), hours=args.hours)
     writing = loading = 0.0
@@ -164,7 +164,7 @@ def main() -> None:
         _child(args)
         return
 
-    from podledger.stack import start_prometheus
+    from podledger_lab.stack import start_prometheus
 
     work = ensure_tsdb(args, args.work or Path(tempfile.mkdtemp(prefix="podledger-bench-export-")))
     server = start_prometheus(work / "tsdb", work, timeout=600)

@@ -27,14 +27,14 @@ def main() -> None:
 
     from podledger.config import CostCenterConfig
     from podledger.connections import ConnectionInfo
-    from podledger.demo import ensure_bucket, upload_tree
     from podledger.enrich import enrich_cluster
     from podledger.export import export_window
     from podledger.layout import plan_windows
     from podledger.promclient import client_from_connection
-    from podledger.stack import load_blocks, start_moto, start_prometheus
     from podledger.storage import FsspecStore
-    from podledger.synth import synthesize
+    from podledger_lab.demo import ensure_bucket, upload_tree
+    from podledger_lab.stack import load_blocks, start_moto, start_prometheus
+    from podledger_lab.synth import synthesize
 
     work = Path(tempfile.mkdtemp(prefix="podledger-bench-reconcile-"))
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

@@ -21,14 +21,14 @@ import pytest  # noqa: E402
 
 from helpers import ACCESS_KEY, SECRET_KEY, SYNTH_HOURS, SYNTH_START, s3_options  # noqa: E402
 from podledger.connections import env_var_name  # noqa: E402
-from podledger.stack import Server, load_blocks, start_moto, start_prometheus  # noqa: E402
 from podledger.storage import FsspecStore  # noqa: E402
+from podledger_lab.stack import Server, load_blocks, start_moto, start_prometheus  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):
     """A small synthetic cluster (8 nodes, ~60 pods, 4 hours) with its bill and truth."""
-    from podledger.synth import synthesize
+    from podledger_lab.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("synth"), nodes=8, pods=60, hours=SYNTH_HOURS, start=SYNTH_START)
 
@@ -54,7 +54,7 @@ def moto(tmp_path_factory) -> Server:
 @pytest.fixture(scope="session")
 def billing_bucket(moto, synth) -> str:
     """A bucket holding the synthetic CUR 2.0 export under cur/."""
-    from podledger.demo import upload_tree
+    from podledger_lab.demo import upload_tree
 
     upload_tree(moto, "billing", "cur", synth.cur_root)
     return "billing"
@@ -75,7 +75,7 @@ def stack_env(prometheus, moto, billing_bucket, monkeypatch, tmp_path):
 @pytest.fixture
 def fresh_bucket(moto, request) -> str:
     """An empty metrics bucket named after the test."""
-    from podledger.demo import ensure_bucket
+    from podledger_lab.demo import ensure_bucket
 
     name = "m-" + "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:50].strip("-")
     ensure_bucket(moto, name)

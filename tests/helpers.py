@@ -22,7 +22,7 @@ def s3_options(url: str) -> dict:
 
 def s3_store(moto, bucket: str) -> FsspecStore:
     """The ``bucket`` of the moto server ``moto`` (created when missing) as an object store."""
-    from podledger.demo import ensure_bucket
+    from podledger_lab.demo import ensure_bucket
 
     ensure_bucket(moto, bucket)
     return FsspecStore("s3", bucket, s3_options(moto.url))

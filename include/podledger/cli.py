@@ -206,16 +206,6 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
-    from podledger.synth import synthesize
-
-    hours = args.days * 24 if args.days else args.hours
-    out = synthesize(args.out, cluster_name=args.cluster_name, nodes=args.nodes, pods=args.pods, hours=hours,
-                     start=args.start, seed=args.seed, cluster_label=args.cluster_label)
-    print(f"wrote {out.openmetrics}, CUR 2.0 export under {out.cur_root}, truth {out.truth_pods} and {out.truth_instances}")
-    return 0
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     for cc in loaded.cost_centers:
@@ -268,14 +258,7 @@ def cmd_from_cronjob(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from podledger.demo import run_demo
-
-    return run_demo(Path(args.workdir), use_airflow=not args.no_airflow, keep_running=args.keep_running,
-                    hours=args.hours)
-
-
-def _time(value: str) -> dt.datetime:
+def parse_time(value: str) -> dt.datetime:
     try:
         return to_utc(value)
     except ValueError:
@@ -291,8 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("--cost-center", required=True)
         p.add_argument("--config", help="cost-center YAML (default: $PODLEDGER_CONFIG or include/cost_centers.yaml)")
-        p.add_argument("--start", required=True, type=_time, help="range start, UTC (inclusive)")
-        p.add_argument("--end", required=True, type=_time, help="range end, UTC (exclusive)")
+        p.add_argument("--start", required=True, type=parse_time, help="range start, UTC (inclusive)")
+        p.add_argument("--end", required=True, type=parse_time, help="range end, UTC (exclusive)")
         p.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
         p.set_defaults(func=func)
         return p
@@ -325,26 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retention", help="delete exported objects older than the cost center's retention_days")
     p.add_argument("--cost-center", required=True)
     p.add_argument("--config")
-    p.add_argument("--now", type=_time, help="reference time (default: now)")
+    p.add_argument("--now", type=parse_time, help="reference time (default: now)")
     p.set_defaults(func=cmd_retention)
-    p = sub.add_parser("synth", help="generate a synthetic cluster: OpenMetrics, CUR 2.0 export, truth")
-    p.add_argument("--out", required=True)
-    p.add_argument("--cluster-name", default="demo-eks")
-    p.add_argument("--nodes", type=int, default=8)
-    p.add_argument("--pods", type=int, default=80)
-    p.add_argument("--hours", type=int, default=6)
-    p.add_argument("--days", type=int, help="simulate this many days (overrides --hours)")
-    p.add_argument("--start", type=_time, default=dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--cluster-label", help="add this label (value = cluster name) to every series (centralized mode)")
-    p.set_defaults(func=cmd_synth)
-    p = sub.add_parser("demo", help="run the whole pipeline on a synthetic cluster with a local stack")
-    p.add_argument("--workdir", default=".podledger/demo")
-    p.add_argument("--no-airflow", action="store_true", help="run the stages directly instead of through Airflow")
-    p.add_argument("--keep-running", action="store_true", help="leave Prometheus and the S3 server running")
-    p.add_argument("--hours", type=int, default=6, choices=range(1, 25), metavar="1..24",
-                   help="hours of the demo day to synthesize and run (default 6)")
-    p.set_defaults(func=cmd_demo)
     p = sub.add_parser("from-cronjob", help="turn the seed exporter's CronJob (its env) into a cost center and connections")
     p.add_argument("cronjob", help="the CronJob manifest (YAML)")
     p.add_argument("--out", help="write the cost-center YAML here (default: print it)")

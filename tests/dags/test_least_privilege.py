@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from helpers import ACCESS_KEY, SECRET_KEY, SYNTH_START, make_cost_center, put_tree, s3_store
 from podledger.layout import Window, metric_key
-from podledger.stack import _spawn, free_port
+from podledger_lab.stack import _spawn, free_port
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 PROXY = Path(__file__).resolve().parents[1] / "servers" / "s3_policy_proxy.py"

@@ -24,7 +24,7 @@ import requests
 from test_standalone import ROOT, Standalone
 
 from helpers import SYNTH_HOURS, SYNTH_START, make_cost_center, prometheus_client, s3_store
-from podledger.stack import free_port
+from podledger_lab.stack import free_port
 
 END = SYNTH_START + dt.timedelta(hours=SYNTH_HOURS)
 

@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from helpers import SYNTH_START, drop_warehouse_tables
-from podledger.stack import free_port, load_blocks, start_prometheus
+from podledger_lab.stack import free_port, load_blocks, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 DAYS = 2
@@ -42,7 +42,7 @@ EXPORT, ENRICH = "podledger_export__e2e", "podledger_enrich__e2e"
 @pytest.fixture(scope="module")
 def two_days(tmp_path_factory):
     """Two days of a 4-node cluster in its own Prometheus; the CUR export and the truth."""
-    from podledger.synth import synthesize
+    from podledger_lab.synth import synthesize
 
     work = tmp_path_factory.mktemp("e2e-synth")
     out = synthesize(work / "synth", nodes=4, pods=20, hours=24 * DAYS, start=SYNTH_START)
@@ -161,7 +161,7 @@ def _stack_connections(prometheus_port: int, moto_url: str) -> dict[str, str]:
 def test_readme_ui_flow_backfill_assets_postgres(two_days, moto, metadata_db, tmp_path):
     import psycopg
 
-    from podledger.demo import ensure_bucket, upload_tree
+    from podledger_lab.demo import ensure_bucket, upload_tree
 
     synth, prometheus = two_days
     suffix = uuid.uuid4().hex[:8]

@@ -118,7 +118,7 @@ billing_arrival()
 def test_billing_sensor_defers_until_the_cur_delivery_arrives(stack_env, moto, synth, tmp_path):
     from airflow.utils.state import DagRunState
 
-    from podledger.demo import ensure_bucket, upload_tree
+    from podledger_lab.demo import ensure_bucket, upload_tree
 
     ensure_bucket(moto, "late-billing")
     writer = _later(4, lambda: upload_tree(moto, "late-billing", "cur", synth.cur_root))
@@ -130,7 +130,7 @@ def test_billing_sensor_defers_until_the_cur_delivery_arrives(stack_env, moto, s
 
 def test_restated_billing_period_is_detected_once(moto, synth):
     from podledger.billing import detect_updates
-    from podledger.demo import ensure_bucket, upload_tree
+    from podledger_lab.demo import ensure_bucket, upload_tree
 
     ensure_bucket(moto, "restated-billing")
     upload_tree(moto, "restated-billing", "cur", synth.cur_root)
@@ -154,7 +154,7 @@ def test_billing_dag_emits_one_asset_event_per_billing_period(stack_env, moto, s
     from airflow.utils.state import DagRunState
 
     from helpers import ROOT
-    from podledger.demo import ensure_bucket, upload_tree
+    from podledger_lab.demo import ensure_bucket, upload_tree
 
     # Two billing periods delivered: November (the synthetic month) and a copy of it filed as October.
     ensure_bucket(moto, "two-periods")

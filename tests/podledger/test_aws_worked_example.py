@@ -15,11 +15,11 @@ from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_options
 from podledger.enrich import enrich_cluster
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.stack import load_blocks, start_prometheus
 from podledger.storage import FsspecStore
-from podledger.synth.cluster import GIB, Cluster, Container, Node, Pod, stable_uid
-from podledger.synth.cur import EXPORT_NAME, build_cur, write_cur_export
-from podledger.synth.openmetrics import write_openmetrics
+from podledger_lab.stack import load_blocks, start_prometheus
+from podledger_lab.synth.cluster import GIB, Cluster, Container, Node, Pod, stable_uid
+from podledger_lab.synth.cur import EXPORT_NAME, build_cur, write_cur_export
+from podledger_lab.synth.openmetrics import write_openmetrics
 
 EXPECTED = {"pod1": 0.229199, "pod2": 0.400314, "pod3": 0.185243, "pod4": 0.185243}
 PODS = [  # name, namespace, request vCPU, used vCPU, request GB, used GB
@@ -41,7 +41,7 @@ def worked_example_cluster() -> Cluster:
 
 def through_the_pipeline(cluster: Cluster, tmp_path, moto, bucket: str):  # noqa: ANN001, ANN201 - an EnrichResult
     """The cluster's series in a real Prometheus, exported to S3; its CUR delivery in S3; the hour enriched."""
-    from podledger.demo import ensure_bucket, upload_tree
+    from podledger_lab.demo import ensure_bucket, upload_tree
 
     with (tmp_path / "example.om").open("w") as out:
         write_openmetrics(cluster, out)

@@ -24,7 +24,7 @@ from podledger.exceptions import BillingDataError, ExportIncompleteError, Promet
 from podledger.export import export_window
 from podledger.layout import Window, manifest_key
 from podledger.promclient import client_from_connection
-from podledger.stack import _spawn, free_port, load_blocks, start_prometheus
+from podledger_lab.stack import _spawn, free_port, load_blocks, start_prometheus
 
 SERVER = Path(__file__).resolve().parents[1] / "servers" / "misbehaving_prometheus.py"
 WINDOW = Window(SYNTH_START, SYNTH_START + dt.timedelta(hours=1))

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from podledger.billing import control_plane_costs, instance_hour_costs
-from podledger.synth import build_cluster
-from podledger.synth.cur import build_cur
+from podledger_lab.synth import build_cluster
+from podledger_lab.synth.cur import build_cur
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,25 @@ from podledger.cli import main
 
 def test_help_lists_every_stage():
     out = subprocess.run([sys.executable, "-m", "podledger.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for stage in ("export", "validate", "allocate", "load", "demo", "synth"):
+    for stage in ("export", "import", "validate", "allocate", "load", "report", "rightsize", "from-cronjob"):
         assert stage in out
+    lab = subprocess.run([sys.executable, "-m", "podledger_lab.cli", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "demo" in lab and "synth" in lab
+
+
+def test_the_product_never_imports_the_lab():
+    """podledger (the product) runs without podledger_lab: the demo and synthetic cluster are lab tooling."""
+    import ast
+    from pathlib import Path
+
+    import podledger
+
+    for path in Path(podledger.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n.startswith("podledger_lab")], path
 
 
 def test_bad_config_and_range_are_reported(tmp_path, capsys):

@@ -12,7 +12,7 @@ from podledger.connections import ConnectionInfo
 from podledger.export import query_metric
 from podledger.layout import plan_windows
 from podledger.promclient import client_from_connection
-from podledger.stack import load_blocks, start_prometheus
+from podledger_lab.stack import load_blocks, start_prometheus
 
 T0 = int(dt.datetime(2026, 11, 2, tzinfo=dt.UTC).timestamp())
 WINDOWS = plan_windows(dt.datetime.fromtimestamp(T0, dt.UTC), dt.datetime.fromtimestamp(T0 + 3 * 3600, dt.UTC), 3600)

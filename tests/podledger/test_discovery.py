@@ -15,9 +15,9 @@ from podledger.discovery import folder_name
 from podledger.export import export_window
 from podledger.layout import plan_windows
 from podledger.promclient import client_from_connection
-from podledger.stack import load_blocks, start_prometheus
 from podledger.storage import FsspecStore
-from podledger.synth import synthesize
+from podledger_lab.stack import load_blocks, start_prometheus
+from podledger_lab.synth import synthesize
 
 
 def test_folder_names_never_escape_the_prefix():
@@ -30,7 +30,7 @@ def test_folder_names_never_escape_the_prefix():
 
 def test_centralized_endpoint_discovers_every_cluster_and_matches_per_cluster_export(
         stack_env, tmp_path, moto, prometheus, monkeypatch):
-    from podledger.demo import ensure_bucket
+    from podledger_lab.demo import ensure_bucket
 
     first = synthesize(tmp_path / "a", nodes=8, pods=60, hours=4, start=SYNTH_START, cluster_label="cluster")
     second = synthesize(tmp_path / "b", cluster_name="staging.us", nodes=4, pods=20, hours=4, start=SYNTH_START,

@@ -15,7 +15,7 @@ from podledger.exceptions import PrometheusQueryError
 from podledger.export import export_window
 from podledger.layout import manifest_key, plan_windows
 from podledger.promclient import client_from_connection
-from podledger.stack import start_nginx_auth, start_prometheus
+from podledger_lab.stack import start_nginx_auth, start_prometheus
 
 WINDOW = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
 SECRETS = {"user": "u", "password": "p", "token": "t", "bearer": "b", "tenant": "x"}

@@ -14,7 +14,7 @@ from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_store
 from podledger.exceptions import QueryTooLarge
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.stack import start_prometheus
+from podledger_lab.stack import start_prometheus
 
 WINDOW = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]
 

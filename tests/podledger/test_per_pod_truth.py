@@ -27,9 +27,9 @@ from helpers import SYNTH_START, make_cost_center, prometheus_client, put_tree, 
 from podledger.enrich import enrich_cluster
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.stack import load_blocks, start_prometheus
-from podledger.synth import synthesize
-from podledger.synth.cluster import GIB, REALISM
+from podledger_lab.stack import load_blocks, start_prometheus
+from podledger_lab.synth import synthesize
+from podledger_lab.synth.cluster import GIB, REALISM
 
 DAYS = 3
 HOURS = 24 * DAYS

@@ -130,7 +130,7 @@ def test_json_gz_format_allocates_like_parquet(stack_env, fresh_bucket, store_fa
 
 
 def test_unreachable_prometheus_fails_clearly_and_leaves_window_incomplete(stack_env, fresh_bucket, store_factory, prometheus):
-    from podledger.stack import free_port
+    from podledger_lab.stack import free_port
 
     cc = make_cost_center(fresh_bucket)
     store = store_factory(fresh_bucket)
@@ -188,9 +188,9 @@ def test_restated_cur_replaces_the_hours_once(stack_env, fresh_bucket, store_fac
     """A bill restated after the first enrichment: re-enriching replaces the hours, one copy, new totals."""
     import io
 
-    from podledger.demo import ensure_bucket, upload_tree
     from podledger.enrich import enrich_cluster
     from podledger.warehouse import DuckDBLoader
+    from podledger_lab.demo import ensure_bucket, upload_tree
 
     ensure_bucket(moto, "restated-cur")
     upload_tree(moto, "restated-cur", "cur", synth.cur_root)
@@ -230,8 +230,8 @@ def test_legacy_cur_athena_layout_allocates_like_cur2(stack_env, fresh_bucket, s
     """The same bill delivered as a legacy CUR for Athena (tag columns, year=/month= partitions)."""
     import io
 
-    from podledger.demo import ensure_bucket
     from podledger.enrich import enrich_cluster
+    from podledger_lab.demo import ensure_bucket
 
     cur2 = pl.read_parquet(next(synth.cur_root.rglob("*.parquet")))
     tags = cur2["resource_tags"].to_list()

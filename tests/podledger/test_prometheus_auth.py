@@ -12,7 +12,7 @@ from podledger.exceptions import PrometheusQueryError
 from podledger.export import export_window
 from podledger.layout import plan_windows
 from podledger.promclient import check_ready, client_from_connection
-from podledger.stack import start_nginx_auth
+from podledger_lab.stack import start_nginx_auth
 
 SECRETS = {"user": "finops", "password": "pw-Zq81", "token": "tok-Kx77", "bearer": "jwt-Ab12", "tenant": "team-a"}
 WINDOW = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=1), 3600)[0]

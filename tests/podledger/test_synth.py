@@ -6,8 +6,8 @@ import datetime as dt
 
 import polars as pl
 
-from podledger.cli import main
-from podledger.synth import synthesize
+from podledger_lab.cli import main
+from podledger_lab.synth import synthesize
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):

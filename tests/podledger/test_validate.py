@@ -12,11 +12,11 @@ from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_options
 from podledger.exceptions import ValidationFailed
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.stack import load_blocks, start_prometheus
 from podledger.storage import FsspecStore
-from podledger.synth import synthesize
-from podledger.synth.openmetrics import FAULTS
 from podledger.validate import ERROR, WARNING, check_billing, validate_windows
+from podledger_lab.stack import load_blocks, start_prometheus
+from podledger_lab.synth import synthesize
+from podledger_lab.synth.openmetrics import FAULTS
 
 WINDOWS = plan_windows(SYNTH_START, SYNTH_START + dt.timedelta(hours=4), 3600)
 
@@ -160,9 +160,9 @@ def test_bill_in_two_currencies_fails_enrichment_naming_the_period(stack_env, mo
     """A real CUR 2.0 delivery with a second currency in the period: enrichment refuses to mix them."""
     import io
 
-    from podledger.demo import ensure_bucket, upload_tree
     from podledger.enrich import enrich_cluster
     from podledger.exceptions import BillingDataError
+    from podledger_lab.demo import ensure_bucket, upload_tree
 
     ensure_bucket(moto, "eur-billing")
     upload_tree(moto, "eur-billing", "cur", synth.cur_root)

@@ -10,7 +10,7 @@ import polars as pl
 from helpers import SYNTH_START, make_cost_center, prometheus_client, s3_store
 from podledger.export import export_window
 from podledger.layout import plan_windows
-from podledger.stack import import_openmetrics, start_victoria_metrics
+from podledger_lab.stack import import_openmetrics, start_victoria_metrics
 
 WINDOWS = plan_windows(SYNTH_START + dt.timedelta(hours=1), SYNTH_START + dt.timedelta(hours=3), 3600)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from podledger.synth.cluster import ACCOUNT_ID, REGION, Cluster, Node, stable_hex
+from podledger_lab.synth.cluster import ACCOUNT_ID, REGION, Cluster, Node, stable_hex
 
 UTC = dt.UTC
 SPOT_DISCOUNT = 0.35  # spot price as a fraction of on-demand

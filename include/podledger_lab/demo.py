@@ -21,7 +21,7 @@ import polars as pl
 
 from podledger.config import SAMPLE_CONFIG, load_cost_center
 from podledger.connections import env_var_name
-from podledger.stack import Server, load_blocks, start_moto, start_prometheus, write_state
+from podledger_lab.stack import Server, load_blocks, start_moto, start_prometheus, write_state
 
 REPO = Path(__file__).resolve().parents[2]
 COST_CENTER = "demo"
@@ -185,7 +185,7 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
 def run_demo(workdir: Path, *, use_airflow: bool = True, keep_running: bool = False, nodes: int = 8, pods: int = 80,
              hours: int = 6) -> int:
     """Run the demo end to end in ``workdir``; return 0 when the reconciliation balances."""
-    from podledger.synth import synthesize
+    from podledger_lab.synth import synthesize
 
     started = time.perf_counter()
     home = workdir.resolve()

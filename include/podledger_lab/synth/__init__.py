@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
-from podledger.synth.cluster import Cluster, build_cluster
-from podledger.synth.cur import EXPORT_NAME, build_cur, write_cur_export
-from podledger.synth.openmetrics import write_openmetrics
+from podledger_lab.synth.cluster import Cluster, build_cluster
+from podledger_lab.synth.cur import EXPORT_NAME, build_cur, write_cur_export
+from podledger_lab.synth.openmetrics import write_openmetrics
 
 __all__ = ["SynthOutput", "synthesize", "build_cluster"]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from podledger.synth.cluster import (
+from podledger_lab.synth.cluster import (
     GIB,
     MIB,
     PAUSE_IMAGE,

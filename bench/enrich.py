@@ -1,0 +1,384 @@
+"""Benchmark enrichment on the path users run: exported-layout files and a CUR 2.0 delivery on disk, per-day output.
+
+    .venv/bin/python bench/enrich.py --nodes 500 --pods 15000 --days 1 7 30 --repeat 2
+
+Builds (once, cached in --workdir) a cluster's exported windows as the exporter writes them (Parquet with the
+podledger mark and a manifest per hour: labels, owners, init containers and sidecars, GPU nodes, pods restarted
+under the same name every day) and its CUR 2.0 export (manifest + Parquet). Then, in a child process per run
+(wall time and peak RSS of that process), for 1, 7 and 30 days:
+
+- podledger: ``enrich_days`` from the files (bill rows of each day, allocation, reconciliation, the independent
+  check against the bill's files) writing each day's rows and split line items as Parquet, as the DAG task does;
+- the peer: the same split rule (AWS Split Cost Allocation Data: allocated = max(request, usage), weights CPU 9 :
+  memory 1, GPU nodes 9 : 0.9 : 0.1, denominator max(capacity, Σ allocated), unused redistributed by allocation)
+  written as one DuckDB SQL query per day over the same files, writing Parquet; no restarts, init containers,
+  labels or reconciliation.
+
+Runs are interleaved (podledger, peer, podledger, peer, ...) so a noisy neighbour hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+GIB = 2**30
+START = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+CLUSTER = "bench-eks"
+PREFIX = "k8s/prometheus"
+UTC = pl.Datetime("us", "UTC")
+
+
+def _config(root: Path):  # noqa: ANN202 - a CostCenterConfig
+    from podledger.config import CostCenterConfig
+
+    return CostCenterConfig.model_validate({
+        "name": "bench", "clusters": [{"name": CLUSTER, "account_id": "111122223333", "region": "us-east-1"}],
+        "storage": {"uri": f"file://{root}/metrics/{PREFIX}"}, "billing": {"uri": f"file://{root}/billing/cur/bench-cur"},
+        "allocation": {"accelerators": ["nvidia_com_gpu"]}})
+
+
+def _nodes(nodes: int) -> pl.DataFrame:
+    i = pl.int_range(nodes, eager=True).alias("i")
+    return pl.DataFrame(i).select(
+        ("ip-10-0-" + (pl.col("i") // 250).cast(pl.String) + "-" + (pl.col("i") % 250).cast(pl.String)
+         + ".ec2.internal").alias("node"),
+        ("i-" + pl.col("i").cast(pl.String).str.zfill(17)).alias("instance_id"),
+        (pl.col("i") % 50 == 49).alias("gpu"),  # 2 % GPU nodes
+    ).with_columns(pl.when(pl.col("gpu")).then(pl.lit("g5.12xlarge")).otherwise(pl.lit("m5.4xlarge")).alias("instance_type"),
+                   pl.when(pl.col("gpu")).then(5.672).otherwise(0.768).alias("cost"))
+
+
+def _pods(nodes: pl.DataFrame, pods: int, day: int) -> pl.DataFrame:
+    p = pl.int_range(pods, eager=True)
+    node_index = p % nodes.height
+    frame = pl.DataFrame({"p": p, "node": nodes["node"].gather(node_index), "gpu": nodes["gpu"].gather(node_index)})
+    return frame.with_columns(
+        ("ns-" + (pl.col("p") % 40).cast(pl.String)).alias("namespace"), ("pod-" + pl.col("p").cast(pl.String)).alias("pod"),
+        ("uid-" + pl.col("p").cast(pl.String) + f"-{day}").alias("uid"),
+        ("uid-" + pl.col("p").cast(pl.String) + f"-{day}b").alias("uid_b"),
+        (pl.col("p") % 20 == 0).alias("restarts"),  # 5 % of pods are recreated under the same name at 12:00 daily
+        ("app-" + (pl.col("p") % 400).cast(pl.String)).alias("workload"),
+        (pl.col("p") % 10 == 3).alias("init"), (pl.col("p") % 10 == 7).alias("sidecar"))
+
+
+def _hour_frames(nodes: pl.DataFrame, base: pl.DataFrame, hour: dt.datetime) -> dict[str, pl.DataFrame]:
+    """One hour of every metric as the exporter's files hold it (keys, value columns, labels as entries)."""
+    shift = ((pl.col("p") * 7919 + hour.hour * 104729) % 1000) / 1000.0
+    at_noon = hour.hour == 12
+    running = pl.when(pl.col("restarts") & at_noon).then(1800.0).otherwise(3600.0)
+    first = base.with_columns(pl.when(pl.col("restarts") & (hour.hour > 12)).then(pl.col("uid_b"))
+                              .otherwise(pl.col("uid")).alias("uid"), running.alias("running"))
+    incarnations = pl.concat([first, base.filter(pl.col("restarts")).with_columns(
+        pl.col("uid_b").alias("uid"), pl.lit(1800.0).alias("running"))]) if at_noon else first
+    pods = incarnations.with_columns(shift.alias("shift"))
+    containers = pl.concat([pods.with_columns(pl.lit("app").alias("container"), pl.lit(0.25).alias("cpu"),
+                                              pl.lit(0.5).alias("mem")),
+                            pods.filter(pl.col("sidecar")).with_columns(pl.lit("proxy").alias("container"),
+                                                                        pl.lit(0.05).alias("cpu"),
+                                                                        pl.lit(0.125).alias("mem"))])
+    request = containers.select("namespace", "pod", "uid", "container", "node",
+                                (pl.col("cpu") * pl.col("running") * (1 + pl.col("shift"))).alias("request_core_seconds"),
+                                (pl.col("mem") * GIB * pl.col("running")).alias("request_byte_seconds"))
+    init = pods.filter(pl.col("init") | pl.col("sidecar")).with_columns(
+        pl.when(pl.col("sidecar")).then(pl.lit("proxy")).otherwise(pl.lit("migrate")).alias("container"))
+
+    def entries(pairs: list[tuple[str, pl.Expr]]) -> pl.Expr:
+        return pl.concat_list([pl.struct(pl.lit(k).alias("key"), v.alias("value")) for k, v in pairs])
+
+    node_names = nodes["node"]
+    capacity = pl.concat([
+        nodes.select("node", pl.lit("cpu").alias("resource"), pl.lit(16 * 3600.0).alias("unit_seconds")),
+        nodes.select("node", pl.lit("memory").alias("resource"), pl.lit(64.0 * GIB * 3600).alias("unit_seconds")),
+        nodes.filter("gpu").select("node", pl.lit("nvidia_com_gpu").alias("resource"),
+                                   pl.lit(4 * 3600.0).alias("unit_seconds"))]).with_columns(
+        pl.lit(3600.0).alias("present_seconds"))
+    return {
+        "node_info": nodes.select("node", ("aws:///us-east-1a/" + pl.col("instance_id")).alias("provider_id"),
+                                  pl.lit("10.0.0.1").alias("internal_ip"), pl.lit("v1.31.0").alias("kubelet_version"),
+                                  pl.lit(3600.0).alias("present_seconds")),
+        "node_capacity": capacity,
+        "cpu_requests": request.drop("request_byte_seconds"),
+        "memory_requests": request.drop("request_core_seconds"),
+        "gpu_requests": pods.filter("gpu").select("namespace", "pod", "uid", pl.lit("app").alias("container"), "node",
+                                                  pl.lit("nvidia_com_gpu").alias("resource"),
+                                                  pl.col("running").alias("request_gpu_seconds")),
+        "init_cpu_requests": init.select("namespace", "pod", "uid", "container", "node",
+                                         (0.5 * pl.col("running")).alias("request_core_seconds")),
+        "init_memory_requests": init.select("namespace", "pod", "uid", "container", "node",
+                                            (0.25 * GIB * pl.col("running")).alias("request_byte_seconds")),
+        "init_container_info": init.select("namespace", "pod", "uid", "container", pl.when(pl.col("sidecar")).then(
+            pl.lit("Always")).otherwise(pl.lit("")).alias("restart_policy"), pl.lit(1.0).alias("value")),
+        "pod_running": pods.select("namespace", "pod", "uid", pl.col("running").alias("running_seconds"),
+                                   pl.col("running").alias("present_seconds")),
+        "pod_info": pods.select("namespace", "pod", "uid", "node", pl.lit("ReplicaSet").alias("created_by_kind"),
+                                (pl.col("workload") + "-5d8f7").alias("created_by_name"), pl.lit(1.0).alias("value"),
+                                pl.col("running").alias("present_seconds")),
+        "cpu_usage": containers.select("namespace", "pod", "uid", "container",
+                                       (pl.col("cpu") * 1.2 * pl.col("running") * pl.col("shift")).alias("usage_core_seconds")),
+        "memory_usage": containers.select("namespace", "pod", "uid", "container",
+                                          (pl.col("mem") * GIB * pl.col("running") * (0.5 + pl.col("shift"))).alias(
+                                              "usage_byte_seconds"),
+                                          (pl.col("mem") * GIB * (0.6 + pl.col("shift"))).alias("peak_bytes")),
+        "network_transmit": pods.select("namespace", "pod", "uid", (1e6 * (1 + pl.col("shift"))).alias("bytes")),
+        "network_receive": pods.select("namespace", "pod", "uid", (2e6 * (1 + pl.col("shift"))).alias("bytes")),
+        "pod_owner": pods.select("namespace", "pod", "uid", pl.lit("ReplicaSet").alias("owner_kind"),
+                                 (pl.col("workload") + "-5d8f7").alias("owner_name"), pl.lit(1.0).alias("value")),
+        "replicaset_owner": pods.select("namespace", (pl.col("workload") + "-5d8f7").alias("replicaset"),
+                                        pl.lit("Deployment").alias("owner_kind"), pl.col("workload").alias("owner_name"),
+                                        pl.lit(1.0).alias("value")).unique(),
+        "pod_labels": pods.select("namespace", "pod", "uid", pl.lit(1.0).alias("value"), entries([
+            ("label_app", pl.col("workload")), ("label_team", "team-" + (pl.col("p") % 25).cast(pl.String)),
+            ("label_pod_template_hash", pl.lit("5d8f7"))]).alias("labels")),
+        "namespace_labels": pods.select("namespace").unique().select(
+            "namespace", pl.lit(1.0).alias("value"), entries([("label_team", pl.col("namespace") + "-owners")]).alias("labels")),
+        "node_labels": pl.DataFrame({"node": node_names}).select(
+            "node", pl.lit(1.0).alias("value"), entries([("label_nodegroup", pl.lit("general"))]).alias("labels")),
+    }
+
+
+def _to_map(column):  # noqa: ANN001, ANN202 - a pyarrow (large) list<struct<key, value>> column -> map<string, string>
+    import pyarrow as pa
+
+    array = column.combine_chunks()
+    entries = array.values
+    return pa.MapArray.from_arrays(array.offsets.cast(pa.int32()), entries.field("key").cast(pa.string()),
+                                   entries.field("value").cast(pa.string()), mask=array.is_null())
+
+
+def build(root: Path, nodes: int, pods: int, days: int) -> None:
+    """Write the exported windows and the CUR 2.0 delivery of ``days`` days under ``root`` (skipped when present)."""
+    from podledger.catalog import CATALOG_BY_NAME
+    from podledger.layout import Window, manifest_key, metric_key
+    from podledger.metric_files import serialise
+    from podledger.storage import FsspecStore
+    from podledger_lab.synth.cur import EXPORT_NAME, write_cur_export
+
+    done = root / f"built-{nodes}-{pods}-{days}"
+    if done.exists():
+        return
+    store = FsspecStore("file", str(root / "metrics" / PREFIX))  # file:// stores keep the whole path as the bucket
+    node_frame = _nodes(nodes)
+    for day in range(days):
+        base = _pods(node_frame, pods, day)
+        for h in range(24):
+            hour = START + dt.timedelta(days=day, hours=h)
+            window = Window(hour, hour + dt.timedelta(hours=1))
+            entries = {}
+            for name, frame in _hour_frames(node_frame, base, hour).items():
+                spec = CATALOG_BY_NAME[name]
+                frame = frame.with_columns(pl.lit(CLUSTER).alias("cluster"), pl.lit(window.start).cast(UTC).alias("window_start"),
+                                           pl.lit(window.end).cast(UTC).alias("window_end"))
+                table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+                if "labels" in table.column_names:  # the exporter writes labels as a map column
+                    index = table.column_names.index("labels")
+                    table = table.set_column(index, "labels", _to_map(table.column("labels")))
+                key = metric_key("", CLUSTER, window, name)
+                store.put(key, serialise(table, "parquet", metric=name, keys=spec.keys, window=window,
+                                         labels_map=spec.labels_map))
+                entries[name] = {"key": key, "rows": table.num_rows, "required": spec.required}
+            manifest = {"schema_version": 1, "cost_center": "bench", "cluster": CLUSTER, "window": window.to_dict(),
+                        "format": "parquet", "scrape_interval_seconds": 60, "metrics": entries, "raw": {},
+                        "probes": {}, "exporter": {"name": "bench/enrich.py"}}
+            store.put(manifest_key("", CLUSTER, window), json.dumps(manifest).encode())
+    # The CUR 2.0 export: one usage line per instance-hour (on-demand), tagged for the cluster.
+    hours = pl.datetime_range(START, START + dt.timedelta(days=days), "1h", closed="left", eager=True, time_zone="UTC")
+    cur = node_frame.join(pl.DataFrame({"hour": hours}), how="cross").with_columns(
+        period=pl.col("hour").dt.truncate("1mo"))
+    n = cur.height
+    text = {c: pl.lit(None, pl.String) for c in (
+        "line_item_unblended_rate", "line_item_line_item_description", "pricing_public_on_demand_rate", "pricing_term",
+        "reservation_reservation_a_r_n", "savings_plan_savings_plan_a_r_n")}
+    cur = cur.select(
+        pl.col("period").alias("bill_billing_period_start_date"),
+        pl.col("period").dt.offset_by("1mo").alias("bill_billing_period_end_date"),
+        pl.col("hour").alias("line_item_usage_start_date"),
+        pl.col("hour").dt.offset_by("1h").alias("line_item_usage_end_date"),
+        pl.lit("111122223333").alias("bill_payer_account_id"),
+        ("li-" + pl.col("instance_id") + "-" + pl.col("hour").dt.strftime("%Y%m%d%H")).alias("identity_line_item_id"),
+        (pl.col("hour").dt.strftime("%Y-%m-%dT%H:%M:%SZ") + "/"
+         + pl.col("hour").dt.offset_by("1h").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).alias("identity_time_interval"),
+        pl.lit("111122223333").alias("line_item_usage_account_id"), pl.lit("Usage").alias("line_item_line_item_type"),
+        pl.lit("AmazonEC2").alias("line_item_product_code"),
+        ("BoxUsage:" + pl.col("instance_type")).alias("line_item_usage_type"),
+        pl.lit("RunInstances").alias("line_item_operation"), pl.lit("us-east-1a").alias("line_item_availability_zone"),
+        pl.col("instance_id").alias("line_item_resource_id"), pl.lit("USD").alias("line_item_currency_code"),
+        pl.lit("Hrs").alias("pricing_unit"), pl.col("instance_type").alias("product_instance_type"),
+        pl.lit("Compute Instance").alias("product_product_family"), pl.lit("us-east-1").alias("product_region_code"),
+        pl.lit("AmazonEC2").alias("product_servicecode"), *(v.alias(k) for k, v in text.items()),
+        pl.lit(1.0).alias("line_item_usage_amount"), pl.col("cost").alias("line_item_unblended_cost"),
+        pl.col("cost").alias("line_item_net_unblended_cost"), pl.col("cost").alias("pricing_public_on_demand_cost"),
+        *(pl.lit(None, pl.Float64).alias(c) for c in (
+            "reservation_effective_cost", "reservation_net_effective_cost",
+            "reservation_unused_amortized_upfront_fee_for_billing_period", "reservation_unused_recurring_fee",
+            "savings_plan_savings_plan_effective_cost", "savings_plan_net_savings_plan_effective_cost",
+            "savings_plan_total_commitment_to_date", "savings_plan_used_commitment")),
+        pl.lit([{"key": "region", "value": "us-east-1"}]).alias("product"),
+        pl.lit([{"key": "user_eks_cluster_name", "value": CLUSTER}]).alias("resource_tags"))
+    table = cur.to_arrow(compat_level=pl.CompatLevel.oldest())
+    for name in ("product", "resource_tags"):
+        table = table.set_column(table.column_names.index(name), name, _to_map(table.column(name)))
+    assert table.num_rows == n
+    write_cur_export(table, root / "billing" / "cur", EXPORT_NAME.replace("podledger-cur", "bench-cur"))
+    done.touch()
+
+
+def run_podledger(root: Path, days: int) -> dict:
+    import io
+
+    from podledger.enrich import enrich_days
+    from podledger.storage import FsspecStore
+
+    cc = _config(root)
+    metrics = FsspecStore("file", str(root / "metrics" / PREFIX))
+    billing = FsspecStore("file", str(root / "billing" / "cur" / "bench-cur"))
+    out = root / "out-podledger"
+    out.mkdir(exist_ok=True)
+    rows = 0
+    total = 0.0
+    for result in enrich_days(cc, cc.clusters[0], START, START + dt.timedelta(days=days), metrics_store=metrics,
+                              billing_store=billing):
+        day = result.rows["hour_start"].min()
+        buffer = io.BytesIO()
+        result.rows.write_parquet(buffer)
+        (out / f"{day:%Y%m%d}.parquet").write_bytes(buffer.getvalue())
+        result.split_line_items.write_parquet(out / f"{day:%Y%m%d}.split_line_items.parquet")
+        rows += result.rows.height
+        total += float(result.rows["total_cost"].sum())
+    return {"rows": rows, "total_cost": total}
+
+
+PEER_SQL = """
+WITH cap AS (
+    SELECT window_start AS hour, node,
+           sum(CASE WHEN resource = 'cpu' THEN unit_seconds END) / 3600 AS cpu_cap,
+           sum(CASE WHEN resource = 'memory' THEN unit_seconds END) / 3600 / 1073741824 AS mem_cap,
+           coalesce(sum(CASE WHEN resource = 'nvidia_com_gpu' THEN unit_seconds END), 0) / 3600 AS gpu_cap
+    FROM read_parquet({node_capacity}) GROUP BY ALL),
+node AS (
+    SELECT n.window_start AS hour, n.node, regexp_extract(n.provider_id, 'i-[0-9a-f]+') AS instance_id, c.cost
+    FROM read_parquet({node_info}) n
+    JOIN (SELECT line_item_usage_start_date AS hour, line_item_resource_id AS instance_id,
+                 sum(line_item_unblended_cost) AS cost
+          FROM read_parquet({cur}) WHERE line_item_usage_start_date >= $start AND line_item_usage_start_date < $end
+          GROUP BY ALL) c ON c.hour = n.window_start AND c.instance_id = regexp_extract(n.provider_id, 'i-[0-9a-f]+')),
+req AS (
+    SELECT c.window_start AS hour, c.namespace, c.pod, c.uid, c.node, sum(c.request_core_seconds) / 3600 AS cpu_req,
+           sum(m.request_byte_seconds) / 3600 / 1073741824 AS mem_req
+    FROM read_parquet({cpu_requests}) c
+    JOIN read_parquet({memory_requests}) m USING (window_start, namespace, pod, uid, container)
+    GROUP BY ALL),
+used AS (
+    SELECT c.window_start AS hour, c.namespace, c.pod, c.uid, sum(c.usage_core_seconds) / 3600 AS cpu_used,
+           sum(m.usage_byte_seconds) / 3600 / 1073741824 AS mem_used
+    FROM read_parquet({cpu_usage}) c JOIN read_parquet({memory_usage}) m USING (window_start, namespace, pod, uid, container)
+    GROUP BY ALL),
+gpu AS (SELECT window_start AS hour, namespace, pod, uid, sum(request_gpu_seconds) / 3600 AS gpu_req
+        FROM read_parquet({gpu_requests}) GROUP BY ALL),
+pods AS (
+    SELECT r.hour, r.node, r.namespace, r.pod, r.uid, greatest(r.cpu_req, coalesce(u.cpu_used, 0)) AS cpu_alloc,
+           greatest(r.mem_req, coalesce(u.mem_used, 0)) AS mem_alloc, coalesce(g.gpu_req, 0) AS gpu_alloc
+    FROM req r LEFT JOIN used u USING (hour, namespace, pod, uid) LEFT JOIN gpu g USING (hour, namespace, pod, uid)),
+totals AS (SELECT hour, node, sum(cpu_alloc) AS cpu_total, sum(mem_alloc) AS mem_total, sum(gpu_alloc) AS gpu_total
+           FROM pods GROUP BY ALL),
+priced AS (
+    SELECT node.hour, node.node, node.cost, cap.*, t.cpu_total, t.mem_total, t.gpu_total,
+           CASE WHEN cap.gpu_cap > 0 THEN 0.9 ELSE 9 END AS w_cpu, CASE WHEN cap.gpu_cap > 0 THEN 0.1 ELSE 1 END AS w_mem,
+           CASE WHEN cap.gpu_cap > 0 THEN 9 ELSE 0 END AS w_gpu
+    FROM node JOIN cap USING (hour, node) JOIN totals t USING (hour, node)),
+unit AS (SELECT *, cost / (w_cpu * cpu_cap + w_mem * mem_cap + w_gpu * gpu_cap) AS unit FROM priced)
+SELECT p.hour, p.node, p.namespace, p.pod, p.uid,
+       p.cpu_alloc / greatest(cpu_cap, cpu_total) * cpu_cap * w_cpu * unit AS cpu_cost,
+       p.mem_alloc / greatest(mem_cap, mem_total) * mem_cap * w_mem * unit AS memory_cost,
+       CASE WHEN gpu_cap > 0 THEN p.gpu_alloc / greatest(gpu_cap, gpu_total) * gpu_cap * w_gpu * unit ELSE 0 END AS gpu_cost,
+       CASE WHEN cpu_total > 0 THEN p.cpu_alloc / cpu_total * greatest(cpu_cap - cpu_total, 0) * w_cpu * unit ELSE 0 END
+       + CASE WHEN mem_total > 0 THEN p.mem_alloc / mem_total * greatest(mem_cap - mem_total, 0) * w_mem * unit ELSE 0 END
+       + CASE WHEN gpu_total > 0 THEN p.gpu_alloc / gpu_total * greatest(gpu_cap - gpu_total, 0) * w_gpu * unit ELSE 0 END
+         AS unused_cost
+FROM pods p JOIN unit USING (hour, node)
+"""
+
+
+def run_peer(root: Path, days: int) -> dict:
+    import duckdb
+
+    from podledger.layout import billing_period_end
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    out = root / "out-peer"
+    out.mkdir(exist_ok=True)
+    cur = sorted(str(p) for p in (root / "billing").rglob("*.parquet"))
+    rows, total = 0, 0.0
+    for day in range(days):
+        moment = START + dt.timedelta(days=day)
+        period_end = billing_period_end(moment)
+        folder = root / "metrics" / PREFIX / CLUSTER / f"end={period_end:%Y%m%d}" / f"day={moment.day}"
+        files = {name: str(folder / f"metric={name}" / "*.parquet") for name in (
+            "node_capacity", "node_info", "cpu_requests", "memory_requests", "cpu_usage", "memory_usage", "gpu_requests")}
+        sql = PEER_SQL.format(cur=cur, **{k: repr(v) for k, v in files.items()})
+        target = out / f"{moment:%Y%m%d}.parquet"
+        con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)",
+                    {"start": moment, "end": moment + dt.timedelta(days=1)})
+        n, s = con.execute(f"SELECT count(*), sum(cpu_cost + memory_cost + gpu_cost + unused_cost) FROM '{target}'").fetchone()
+        rows += n
+        total += s
+    return {"rows": rows, "total_cost": total}
+
+
+def child(kind: str, root: Path, days: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--workdir", str(root), "--days", str(days)]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--pods", type=int, default=15000)
+    parser.add_argument("--days", type=int, nargs="+", default=[1, 7, 30])
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--workdir", default=".podledger/bench-enrich")
+    parser.add_argument("--child", choices=["podledger", "peer"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    root = Path(args.workdir).resolve()
+    if args.child:
+        started = time.perf_counter()
+        result = (run_podledger if args.child == "podledger" else run_peer)(root, args.days[0])
+        result.update(wall=time.perf_counter() - started,
+                      peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(json.dumps(result))
+        return
+    started = time.perf_counter()
+    build(root, args.nodes, args.pods, max(args.days))
+    print(f"{args.nodes} nodes, {args.pods} pods, {max(args.days)} days of exported windows and CUR in {root} "
+          f"({time.perf_counter() - started:.0f}s to build or reuse)")
+    billed_per_day = float(_nodes(args.nodes)["cost"].sum()) * 24
+    for days in args.days:
+        runs: dict[str, list[dict]] = {"podledger": [], "peer": []}
+        for _ in range(args.repeat):
+            for kind in ("podledger", "peer"):
+                runs[kind].append(child(kind, root, days))
+        ours, peer = runs["podledger"], runs["peer"]
+        wall = statistics.median(r["wall"] for r in ours)
+        peer_wall = statistics.median(r["wall"] for r in peer)
+        print(f"{days:3d} day(s): podledger {wall:6.1f}s ({wall / days:5.2f}s/day, peak RSS "
+              f"{max(r['peak_rss_mib'] for r in ours):,.0f} MiB, {ours[0]['rows']:,} rows) | DuckDB peer {peer_wall:6.1f}s "
+              f"({peer_wall / days:5.2f}s/day, peak RSS {max(r['peak_rss_mib'] for r in peer):,.0f} MiB) | "
+              f"peer/podledger {peer_wall / wall:.2f}x")
+        billed = billed_per_day * days
+        print(f"          allocated: podledger {ours[0]['total_cost']:,.6f}, peer {peer[0]['total_cost']:,.6f}, "
+              f"billed {billed:,.6f} (podledger difference {abs(ours[0]['total_cost'] - billed):.1e})")
+
+
+if __name__ == "__main__":
+    main()
