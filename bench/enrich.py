@@ -164,7 +164,7 @@ def build(root: Path, nodes: int, pods: int, days: int) -> None:
     from podledger_lab.synth.cur import EXPORT_NAME, write_cur_export
 
     done = root / f"built-{nodes}-{pods}-{days}"
-    if done.exists():
+    if any(int(p.name.rsplit("-", 1)[1]) >= days for p in root.glob(f"built-{nodes}-{pods}-*")):
         return
     store = FsspecStore("file", str(root / "metrics" / PREFIX))  # file:// stores keep the whole path as the bucket
     node_frame = _nodes(nodes)

@@ -35,8 +35,8 @@ def label_values(client: Any, label: str, start: dt.datetime, end: dt.datetime, 
     url = f"{client.url}/api/v1/label/{label}/values"
     params = {"match[]": "kube_node_info", "start": f"{start.timestamp():.0f}", "end": f"{end.timestamp():.0f}"}
     try:
-        response = client._session.get(url, params=params, headers=client.headers, auth=client.auth,
-                                       verify=client._session.verify, timeout=timeout)
+        response = client.podledger_session.get(url, params=params, headers=client.headers, auth=client.auth,
+                                       verify=client.podledger_session.verify, timeout=timeout)
     except requests.RequestException as exc:
         raise PrometheusQueryError(f"cluster discovery at {client.url}: {type(exc).__name__}") from None
     if response.status_code != 200:

@@ -93,17 +93,26 @@ def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0, credent
         if not region:
             raise PrometheusQueryError(f"connection {conn.conn_id!r}: set sigv4.region (e.g. us-east-1) in the extras")
         auth = SigV4Auth(credentials, region, sigv4.get("service", "aps"))
+    import requests
+    from urllib3.util.retry import Retry
+
     verify = extra.get("verify", True)
+    session = requests.Session()  # podledger's own: its requests go through podledger's single retry policy
+    if isinstance(verify, str) and verify.lower() not in {"true", "false"}:
+        session.verify = verify  # a CA bundle path
+    else:
+        session.verify = not (verify is False or str(verify).lower() == "false")
     client = PrometheusConnect(
         url=conn.base_url(),
         headers=headers or None,
         auth=auth,
-        disable_ssl=verify is False or str(verify).lower() == "false",
+        session=session,
+        # No transport retries under podledger's own loop (_post): retries would stack (3 x 4 attempts).
+        retry=Retry(total=0, connect=0, read=0, status=0, redirect=False, raise_on_status=False),
         timeout=int(timeout),
         method="POST",
     )
-    if isinstance(verify, str) and verify.lower() not in {"true", "false"}:
-        client._session.verify = verify  # a CA bundle path
+    client.podledger_session = session
     client.podledger_conn_id = conn.conn_id  # named in errors (the URL and the secrets are not enough / too much)
     return client
 
@@ -185,9 +194,9 @@ def _post(client: Any, path: str, data: dict[str, str], *, context: str, timeout
         attempt += 1
         started = time.perf_counter()
         try:
-            response = client._session.request(
+            response = client.podledger_session.request(
                 "POST", url, data=data, headers=client.headers, auth=client.auth,
-                verify=client._session.verify, timeout=timeout + 5, stream=True,
+                verify=client.podledger_session.verify, timeout=timeout + 5, stream=True,
             )
             wire = response.raw.read(decode_content=False)
             body = _decode(wire, response.headers.get("Content-Encoding", ""))
@@ -247,8 +256,8 @@ def check_ready(client: Any, path: str = "/-/ready", timeout: float = 10.0) -> N
     """Fail with a clear message when the endpoint's readiness path does not answer 200."""
     url = f"{client.url.rstrip('/')}{path}"
     try:
-        response = client._session.get(url, headers=client.headers, auth=client.auth,
-                                       verify=client._session.verify, timeout=timeout)
+        response = client.podledger_session.get(url, headers=client.headers, auth=client.auth,
+                                       verify=client.podledger_session.verify, timeout=timeout)
     except requests.RequestException as exc:
         raise PrometheusQueryError(f"{_who(client)}: Prometheus is not reachable ({type(exc).__name__}); "
                                    "check the connection's host and port") from None

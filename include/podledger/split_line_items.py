@@ -57,4 +57,5 @@ def split_line_items(rows: pl.DataFrame, *, region: str, account_id: str) -> pl.
                "cpu_split_usage_ratio", "cpu_cost", "cpu_unused_cost")
     memory = part("memory", "GB-Hours", "memory_request_gib_hours", "memory_usage_gib_hours", "memory_allocated_gib_hours",
                   "memory_split_usage_ratio", "memory_cost", "memory_unused_cost")
-    return pl.concat([cpu, memory]).sort("line_item_usage_start_date", "line_item_resource_id", "line_item_usage_type")
+    # No sort: the rows keep the allocation's order (vCPU rows, then memory rows), deterministic and cheap.
+    return pl.concat([cpu, memory])
