@@ -161,8 +161,6 @@ def build(root: Path, nodes: int, pods: int, days: int) -> None:
     from podledger.layout import Window, manifest_key, metric_key
     from podledger.metric_files import serialise
     from podledger.storage import FsspecStore
-    from podledger_lab.synth.cur import EXPORT_NAME, write_cur_export
-
     done = root / f"built-{nodes}-{pods}-{days}"
     if any(int(p.name.rsplit("-", 1)[1]) >= days for p in root.glob(f"built-{nodes}-{pods}-*")):
         return
@@ -190,7 +188,14 @@ def build(root: Path, nodes: int, pods: int, days: int) -> None:
                         "format": "parquet", "scrape_interval_seconds": 60, "metrics": entries, "raw": {},
                         "probes": {}, "exporter": {"name": "bench/enrich.py"}}
             store.put(manifest_key("", CLUSTER, window), json.dumps(manifest).encode())
-    # The CUR 2.0 export: one usage line per instance-hour (on-demand), tagged for the cluster.
+    write_cur(root, node_frame, days)
+    done.touch()
+
+
+def write_cur(root: Path, node_frame: pl.DataFrame, days: int) -> None:
+    """The CUR 2.0 export: one usage line per instance-hour (on-demand), tagged for the cluster, with its manifest."""
+    from podledger_lab.synth.cur import EXPORT_NAME, write_cur_export
+
     hours = pl.datetime_range(START, START + dt.timedelta(days=days), "1h", closed="left", eager=True, time_zone="UTC")
     cur = node_frame.join(pl.DataFrame({"hour": hours}), how="cross").with_columns(
         period=pl.col("hour").dt.truncate("1mo"))
@@ -229,7 +234,6 @@ def build(root: Path, nodes: int, pods: int, days: int) -> None:
         table = table.set_column(table.column_names.index(name), name, _to_map(table.column(name)))
     assert table.num_rows == n
     write_cur_export(table, root / "billing" / "cur", EXPORT_NAME.replace("podledger-cur", "bench-cur"))
-    done.touch()
 
 
 def run_podledger(root: Path, days: int) -> dict:
