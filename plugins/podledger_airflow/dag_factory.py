@@ -160,7 +160,7 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
             store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
             key = manifest_key(prefix, cluster.name, window)
             if not context["params"].get("force") and store.exists(key):
-                print(f"cluster {cluster.name} window {window}: already complete ({key}); pass force=true to re-export")
+                log.info("cluster %s window %s: already complete (%s); pass force=true to re-export", cluster.name, window, key)
                 return key
             hook = PrometheusHook(cluster.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
             client = hook.get_conn()
