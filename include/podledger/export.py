@@ -263,6 +263,21 @@ def query_raw(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Win
     return frame
 
 
+def manifest_head(cost_center: CostCenterConfig, cluster: ClusterConfig, window: Window, *, exporter: str,
+                  started: float) -> dict[str, Any]:
+    """The fields every window manifest starts with (export and import alike), versioned by ``schema_version``."""
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "cost_center": cost_center.name,
+        "cluster": cluster.name,
+        "window": window.to_dict(),
+        "format": cost_center.storage.format,
+        "scrape_interval_seconds": cluster.scrape_interval_seconds,
+        "exporter": {"name": exporter, "version": __version__},
+        "export_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
 def enabled_metrics(cost_center: CostCenterConfig) -> tuple[MetricSpec, ...]:
     """Return the catalog entries the cost center exports (all but the disabled optional ones)."""
     return tuple(spec for spec in CATALOG if spec.name not in cost_center.metrics.disable)
@@ -400,14 +415,7 @@ def _export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfi
         log.info("cluster %s window %s metric %s: %d rows -> %s", cluster.name, window, frame.spec.name,
                  frame.table.num_rows, key)
     manifest = {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "cost_center": cost_center.name,
-        "cluster": cluster.name,
-        "window": window.to_dict(),
-        "format": fmt,
-        "scrape_interval_seconds": cluster.scrape_interval_seconds,
-        "exporter": {"name": "podledger", "version": __version__},
-        "export_seconds": round(time.perf_counter() - started, 3),
+        **manifest_head(cost_center, cluster, window, exporter="podledger", started=started),
         "metrics": entries,
         "raw": raw_entries,
         "probes": probes,

@@ -34,14 +34,13 @@ from typing import Any
 
 import polars as pl
 
-from podledger import __version__
 from podledger.catalog import NON_LABEL_KEYS, UID_FROM_CGROUP, MetricSpec, render
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import ExportIncompleteError
 from podledger.export import (
-    MANIFEST_SCHEMA_VERSION,
     check_owner,
     enabled_metrics,
+    manifest_head,
     refuse_foreign_files,
     rollup_table,
 )
@@ -368,14 +367,7 @@ def import_window(store: ObjectStore, cost_center: CostCenterConfig, cluster: Cl
     for warning in warnings:
         log.warning("cluster %s window %s: %s", cluster.name, window, warning)
     manifest = {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "cost_center": cost_center.name,
-        "cluster": cluster.name,
-        "window": window.to_dict(),
-        "format": fmt,
-        "scrape_interval_seconds": cluster.scrape_interval_seconds,
-        "exporter": {"name": "podledger import", "version": __version__},
-        "export_seconds": round(time.perf_counter() - started, 3),
+        **manifest_head(cost_center, cluster, window, exporter="podledger import", started=started),
         "metrics": entries,
         "raw": {},
         "probes": {},
