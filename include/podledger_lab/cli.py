@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import sys
 from pathlib import Path
 
-from podledger.cli import parse_time
-from podledger.exceptions import PodledgerError
+from podledger.cli import parse_time, run
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -55,15 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except PodledgerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
+    return run(build_parser(), argv)
 
 if __name__ == "__main__":
     sys.exit(main())
