@@ -91,8 +91,9 @@ def main() -> None:
               f"{rows.height / loader:,.0f} rows/s ({loader:.1f}s)")
     finally:
         with psycopg.connect(args.dsn) as con:
-            con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-            con.execute(f"DROP TABLE IF EXISTS {baseline} CASCADE")
+            for name in (table, baseline, *(f"{table}_{suffix}" for suffix in (
+                    "split_line_items", "reconciliation", "daily_rollup", "hourly_labels"))):
+                con.execute(f"DROP TABLE IF EXISTS {name} CASCADE")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         DuckDBLoader(Path(tmp) / "bench.duckdb", "bench").load(rows, cost_center="bench", cluster="c1", start=start, end=end)
