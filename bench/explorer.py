@@ -21,7 +21,8 @@ from pathlib import Path
 def build(path: Path, days: int, nodes: int, pods_per_node: int) -> int:
     import duckdb
 
-    from podledger.warehouse import _DUCKDB_TYPES, ddl, refresh_rollups, view_statements
+    from podledger.rollups import refresh_rollups
+    from podledger.warehouse import _DUCKDB_TYPES, ddl, view_statements
 
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")

@@ -30,27 +30,6 @@ def read_rows(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, en
     return loader.query(sql, params, read_only=True)
 
 
-def share_idle(rows: pl.DataFrame) -> pl.DataFrame:
-    """OpenCost's "share idle": each cluster-hour's __idle__ cost spread onto its pods in proportion to their cost."""
-    is_idle = pl.col("namespace") == IDLE
-    idle = (rows.filter(is_idle).group_by("hour_start", "cluster").agg(pl.col("total_cost").sum().alias("idle"))
-            .with_columns(pl.col("idle")))
-    pods = rows.filter(~pl.col("namespace").str.starts_with("__"))
-    pod_total = pods.group_by("hour_start", "cluster").agg(pl.col("total_cost").sum().alias("pod_total"))
-    shared = (pods.join(idle, on=["hour_start", "cluster"], how="left").join(pod_total, on=["hour_start", "cluster"])
-              .with_columns(pl.when(pl.col("pod_total") > 0)
-                            .then(pl.col("total_cost") / pl.col("pod_total") * pl.col("idle").fill_null(0.0))
-                            .otherwise(0.0).alias("share"))
-              .with_columns((pl.col("unused_cost") + pl.col("share")).alias("unused_cost"),
-                            (pl.col("total_cost") + pl.col("share")).alias("total_cost"))
-              .drop("idle", "pod_total", "share"))
-    # Hours whose pods cost nothing keep their idle row (nothing to share it onto).
-    kept_idle = rows.filter(is_idle).join(pod_total.filter(pl.col("pod_total") > 0), on=["hour_start", "cluster"],
-                                          how="anti")
-    others = rows.filter(pl.col("namespace").str.starts_with("__") & ~is_idle)
-    return pl.concat([shared, kept_idle, others], how="diagonal_relaxed")
-
-
 _TRUNC = {"hour": "hour", "day": "day", "week": "week", "month": "month"}
 _MONEY_SQL = ("cpu_cost", "memory_cost", "gpu_cost", "network_cost", "unused_cost", "overhead_cost", "total_cost")
 
@@ -100,7 +79,7 @@ def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetim
     """The allocation report aggregated by the warehouse itself (the rows never leave it): fast on months of data.
 
     Same columns and groups as :func:`podledger.report.cost_report`; ``idle="shared"`` spreads each cluster-hour's
-    ``__idle__`` cost onto its pods by their cost, as :func:`share_idle` does. Whole-day ranges by day, week or month
+    ``__idle__`` cost onto its pods by their cost (OpenCost's "share idle"). Whole-day ranges by day, week or month
     read the daily rollup the loader maintains (one row per pod and day); labels by the hour read the hourly label
     rollup (one row per hour and label set); other hours read the allocation table.
     """
@@ -169,7 +148,7 @@ def _aggregate_hours(loader: Any, cost_center: CostCenterConfig, start: dt.datet
     the group expression (JSON label lookups included) and the idle shares on those sums.
 
     Sharing idle is linear in each pod's cost, so it distributes over the sums: a group's pods get
-    ``their cost / the hour's pod cost x the hour's idle``, exactly as :func:`share_idle` row by row.
+    ``their cost / the hour's pod cost x the hour's idle``, exactly as sharing row by row does.
     """
     postgres = cost_center.warehouse.kind == "postgres"
     group, group_params, inputs = _group_sql(by, postgres)

@@ -194,6 +194,12 @@ class _Sources:
             self._parsed[key] = parse_raw_answer(self.store.get(key), key, window)
         return self._parsed[key]
 
+    def forget_before(self, window: Window) -> None:
+        """Drop parsed files of windows before ``window``'s previous one: memory stays bounded by two windows."""
+        keep = (window.start - (window.end - window.start)).timestamp()
+        for key in [k for k in self._parsed if int(k.rsplit("/", 1)[-1].split("_", 1)[0]) < keep]:
+            del self._parsed[key]
+
 
 def _sampling_seconds(points: pl.DataFrame, scrape_interval: int) -> float:
     """The file's sampling period: the scrape interval when samples are the scrapes, else the query's step."""
@@ -383,4 +389,8 @@ def import_history(store: ObjectStore, cost_center: CostCenterConfig, cluster: C
     """Import consecutive windows of one cluster (each window's previous file gives its counters' baseline)."""
     _, _, prefix = split_uri(cost_center.storage.uri)
     sources = _Sources(store, prefix, cluster.name)
-    return [import_window(store, cost_center, cluster, window, adopt=adopt, sources=sources) for window in windows]
+    imported = []
+    for window in windows:
+        sources.forget_before(window)
+        imported.append(import_window(store, cost_center, cluster, window, adopt=adopt, sources=sources))
+    return imported

@@ -30,9 +30,10 @@ ENRICH_DOC = """
 ### podledger enrich — cost center `{name}`
 
 Runs when the export DAG marks metrics complete (`{asset}` Asset) or when triggered with `start`/`end`.
-For each cluster it reads the exported metrics and the CUR 2.0 export (`{billing}`), prices every
-node-hour (`{basis}` cost), splits it onto pods (AWS Split Cost Allocation Data rules), fails if any
-cluster-hour does not reconcile with the bill to 1e-9, and replaces those hours in `{table}`.
+`allocate` is mapped over (cluster, UTC day): each piece reads that day's exported metrics and bill rows
+(`{billing}`), prices every node-hour (`{basis}` cost), splits it onto pods (AWS Split Cost Allocation Data
+rules) and fails if any cluster-hour does not reconcile with the bill's files to 1e-9; a retry repeats one
+day. `load` replaces each cluster-day in `{table}`, one transaction each.
 Backfill: trigger with `start`/`end` covering the hours to re-enrich (e.g. after a CUR restatement).
 """
 

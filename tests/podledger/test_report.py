@@ -71,6 +71,29 @@ def test_steps(warehouse, capsys):
     assert weekly["week"].n_unique() == 1 and weekly["total_cost"].sum() == pytest.approx(360.0)
 
 
+IDLE = "__idle__"
+
+
+def share_idle(rows: pl.DataFrame) -> pl.DataFrame:
+    """The reference, row by row: OpenCost's "share idle": each cluster-hour's __idle__ cost spread onto its pods in proportion to their cost."""
+    is_idle = pl.col("namespace") == IDLE
+    idle = rows.filter(is_idle).group_by("hour_start", "cluster").agg(pl.col("total_cost").sum().alias("idle"))
+    pods = rows.filter(~pl.col("namespace").str.starts_with("__"))
+    pod_total = pods.group_by("hour_start", "cluster").agg(pl.col("total_cost").sum().alias("pod_total"))
+    shared = (pods.join(idle, on=["hour_start", "cluster"], how="left").join(pod_total, on=["hour_start", "cluster"])
+              .with_columns(pl.when(pl.col("pod_total") > 0)
+                            .then(pl.col("total_cost") / pl.col("pod_total") * pl.col("idle").fill_null(0.0))
+                            .otherwise(0.0).alias("share"))
+              .with_columns((pl.col("unused_cost") + pl.col("share")).alias("unused_cost"),
+                            (pl.col("total_cost") + pl.col("share")).alias("total_cost"))
+              .drop("idle", "pod_total", "share"))
+    # Hours whose pods cost nothing keep their idle row (nothing to share it onto).
+    kept_idle = rows.filter(is_idle).join(pod_total.filter(pl.col("pod_total") > 0), on=["hour_start", "cluster"],
+                                          how="anti")
+    others = rows.filter(pl.col("namespace").str.starts_with("__") & ~is_idle)
+    return pl.concat([shared, kept_idle, others], how="diagonal_relaxed")
+
+
 def _records() -> list[dict]:
     pods = [("shop", "web-1", "a", "Deployment", "web", '{"team": "checkout"}', 1.0),
             ("shop", "web-2", "b", "Deployment", "web", '{"team": "checkout"}', 2.0),
@@ -115,7 +138,7 @@ def _same(got: pl.DataFrame, want: pl.DataFrame, on: list[str], columns: tuple[s
 @pytest.mark.parametrize("step", ["hour", "day", None])
 def test_the_warehouse_aggregation_equals_the_report_on_rows(loaded, by, idle, step):
     """The explorer aggregates in SQL (from the table or a rollup); the numbers are cost_report's on the rows."""
-    from podledger.explorer import allocation_sql, read_rows, share_idle
+    from podledger.explorer import allocation_sql, read_rows
     from podledger.report import cost_report
 
     loader, cc = loaded
