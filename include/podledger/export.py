@@ -13,7 +13,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from podledger import __version__
 from podledger.catalog import (
     CATALOG,
     CATALOG_BY_NAME,
@@ -30,17 +29,15 @@ from podledger.catalog import (
     render,
 )
 from podledger.config import ClusterConfig, CostCenterConfig
-from podledger.exceptions import ExportIncompleteError, QueryTooLarge
-from podledger.layout import EXTENSIONS, Window, day_prefix, manifest_key, metric_key
-from podledger.metric_files import serialise, written_by_podledger
+from podledger.exceptions import QueryTooLarge
+from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
+from podledger.manifests import check_owner, manifest_head, refuse_foreign_files
+from podledger.metric_files import serialise
 from podledger.promclient import QueryResult, instant_query, range_query
 from podledger.shards import Shard, shard_label
 from podledger.storage import ObjectStore, split_uri
 
 log = logging.getLogger(__name__)
-
-MANIFEST_SCHEMA_VERSION = 1
-
 
 @dataclass
 class MetricFrame:
@@ -263,36 +260,9 @@ def query_raw(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Win
     return frame
 
 
-def manifest_head(cost_center: CostCenterConfig, cluster: ClusterConfig, window: Window, *, exporter: str,
-                  started: float) -> dict[str, Any]:
-    """The fields every window manifest starts with (export and import alike), versioned by ``schema_version``."""
-    return {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "cost_center": cost_center.name,
-        "cluster": cluster.name,
-        "window": window.to_dict(),
-        "format": cost_center.storage.format,
-        "scrape_interval_seconds": cluster.scrape_interval_seconds,
-        "exporter": {"name": exporter, "version": __version__},
-        "export_seconds": round(time.perf_counter() - started, 3),
-    }
-
-
 def enabled_metrics(cost_center: CostCenterConfig) -> tuple[MetricSpec, ...]:
     """Return the catalog entries the cost center exports (all but the disabled optional ones)."""
     return tuple(spec for spec in CATALOG if spec.name not in cost_center.metrics.disable)
-
-
-def check_owner(store: ObjectStore, key: str, cost_center: str) -> None:
-    """Refuse to overwrite a window another cost center exported (two cost centers sharing a folder)."""
-    try:
-        owner = json.loads(store.get(key)).get("cost_center")
-    except (ValueError, AttributeError):
-        return  # an unreadable manifest marks nothing complete: the window is re-exported
-    if owner and owner != cost_center:
-        raise ExportIncompleteError(
-            f"{store.scheme}://{store.bucket}/{key} belongs to cost center {owner!r}, not {cost_center!r}: two cost "
-            "centers write the same cluster folder; give each its own storage.uri prefix")
 
 
 class _WindowLog(logging.Handler):
@@ -306,19 +276,6 @@ class _WindowLog(logging.Handler):
         self.lines.append(json.dumps({"time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
                                       "level": record.levelname, "logger": record.name,
                                       "message": record.getMessage()}))
-
-
-def refuse_foreign_files(store: ObjectStore, prefix: str, cluster: str, window: Window, names: list[str]) -> None:
-    """Refuse to overwrite files podledger did not write (the seed exporter's, at identical keys) in a new window."""
-    targets = {metric_key(prefix, cluster, window, name, fmt) for name in names for fmt in EXTENSIONS}
-    present = [k for k in store.list(day_prefix(prefix, cluster, window.start) + "/") if k in targets]
-    foreign = [k for k in present if not written_by_podledger(k, store.get(k))]
-    if foreign:
-        raise ExportIncompleteError(
-            f"cluster {cluster}, window {window}: {len(foreign)} file(s) at podledger's keys were not written by podledger "
-            f"(e.g. the seed exporter's), first {store.scheme}://{store.bucket}/{foreign[0]}: refusing to overwrite them. "
-            "Move them elsewhere to keep them, or pass adopt (podledger export --adopt) to replace them with "
-            "podledger's export")
 
 
 def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,

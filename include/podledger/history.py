@@ -37,14 +37,9 @@ import polars as pl
 from podledger.catalog import NON_LABEL_KEYS, UID_FROM_CGROUP, MetricSpec, render
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import ExportIncompleteError
-from podledger.export import (
-    check_owner,
-    enabled_metrics,
-    manifest_head,
-    refuse_foreign_files,
-    rollup_table,
-)
+from podledger.export import enabled_metrics, rollup_table
 from podledger.layout import Window, day_prefix, manifest_key, metric_key
+from podledger.manifests import check_owner, manifest_head, refuse_foreign_files
 from podledger.metric_files import serialise
 from podledger.storage import ObjectStore, split_uri
 
