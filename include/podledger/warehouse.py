@@ -146,13 +146,21 @@ class DuckDBLoader:
                 return con
             except duckdb.IOException as exc:
                 message = str(exc).lower()
-                # Another process holds the write lock, or is creating the file this instant (its header is not
-                # written yet): wait. A file that stays invalid is an error after a few seconds.
-                creating = "not a valid duckdb database" in message and time.monotonic() < first_try + 10
+                # Another process holds the write lock, or is creating the file (its header is written with its
+                # first commit, which can take a whole load): wait while the file is new or still being written.
+                # A file that stays invalid and untouched is an error after a few seconds.
+                creating = "not a valid duckdb database" in message and (
+                    time.monotonic() < first_try + 10 or self._written_within(wait_seconds))
                 if not ("lock" in message or creating) or time.monotonic() > deadline:
                     raise LoadError(f"warehouse {self.path}: cannot open it ({exc})") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    def _written_within(self, seconds: float) -> bool:
+        """Whether the file (or its write-ahead log) changed in the last ``seconds``: someone is writing it."""
+        wal = self.path.with_name(self.path.name + ".wal")
+        stamps = [p.stat().st_mtime for p in (self.path, wal) if p.exists()]
+        return bool(stamps) and time.time() - max(stamps) < seconds
 
     def load(self, rows: pl.DataFrame, *, cost_center: str, cluster: str, start: dt.datetime, end: dt.datetime,
              split_items: pl.DataFrame | None = None, reconciliation: pl.DataFrame | None = None) -> int:
