@@ -16,7 +16,7 @@ import datetime as dt
 import polars as pl
 
 from podledger.config import AllocationConfig
-from podledger.usage import RESOURCES, node_hours, pod_hours
+from podledger.usage import HOUR, RESOURCES, node_hours, pod_hours, stamp_hour
 
 IDLE = "__idle__"
 UNALLOCATED = "__unallocated__"
@@ -54,11 +54,12 @@ def _weights(options: AllocationConfig) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
 
 
 def split_node_costs(pods: pl.DataFrame, nodes: pl.DataFrame, options: AllocationConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split priced nodes' cost onto their pods; return (pod rows with costs, node idle rows)."""
+    """Split priced node-hours' cost onto their pods; return (pod rows with costs, node-hour idle rows)."""
+    node = [HOUR, "node"]
     alloc = {"cpu": "cpu_allocated_core_hours", "memory": "memory_allocated_gib_hours", "gpu": "gpu_allocated_hours"}
-    totals = pods.group_by("node").agg(*(pl.col(c).sum().alias(f"{r}_total") for r, c in alloc.items()))
+    totals = pods.group_by(node).agg(*(pl.col(c).sum().alias(f"{r}_total") for r, c in alloc.items()))
     w_cpu, w_mem, w_gpu = _weights(options)
-    priced = (nodes.join(totals, on="node", how="left")
+    priced = (nodes.join(totals, on=node, how="left", maintain_order="left")
               .with_columns(*(pl.col(f"{r}_total").fill_null(0.0) for r in RESOURCES))
               .with_columns((pl.col("cost") / (w_cpu * pl.col("cpu_capacity") + w_mem * pl.col("memory_capacity")
                                                + w_gpu * pl.col("gpu_capacity"))).alias("unit"))
@@ -66,7 +67,7 @@ def split_node_costs(pods: pl.DataFrame, nodes: pl.DataFrame, options: Allocatio
                             (w_gpu * pl.col("unit")).alias("gpu_price"))
               .with_columns(*((pl.max_horizontal(pl.col(f"{r}_capacity") - pl.col(f"{r}_total"), 0.0)
                                * pl.col(f"{r}_price")).alias(f"{r}_unused") for r in RESOURCES)))
-    rows = pods.join(priced, on="node", how="inner")
+    rows = pods.join(priced, on=node, how="inner", maintain_order="left")
     cost_cols = []
     for r, column in alloc.items():
         denominator = pl.max_horizontal(pl.col(f"{r}_capacity"), pl.col(f"{r}_total"))
@@ -81,14 +82,17 @@ def split_node_costs(pods: pl.DataFrame, nodes: pl.DataFrame, options: Allocatio
         *((pl.when(pl.col("cost") != 0).then(pl.col(c) / pl.col("cost")).otherwise(None)).alias(f)
           for c, f in (("public_cost", "public_on_demand_factor"), ("net_cost", "net_factor")) if c in nodes.columns))
     rows = rows.with_columns(pl.sum_horizontal("cpu_cost", "memory_cost", "gpu_cost", "unused_cost").alias("total_cost"))
+    # A node-hour without pods keeps its whole cost as idle (exactly, not as the sum of its resources' prices).
+    no_pods = pl.sum_horizontal(*(pl.col(f"{r}_total") for r in RESOURCES)) == 0
     if options.idle == "redistribute":
         # Unused capacity of a resource nobody on the node allocated has no pod to land on.
         idle_amount = pl.sum_horizontal(*(pl.when(pl.col(f"{r}_total") > 0).then(0.0).otherwise(pl.col(f"{r}_unused"))
                                           for r in RESOURCES))
     else:
         idle_amount = pl.sum_horizontal(*(pl.col(f"{r}_unused") for r in RESOURCES))
+    idle_amount = pl.when(no_pods).then(pl.col("cost")).otherwise(idle_amount)
     idle = priced.with_columns(idle_amount.alias("unused_cost")).filter(pl.col("unused_cost") != 0).select(
-        "node", "instance_id", "instance_type", "currency", "unused_cost", pl.col("unused_cost").alias("total_cost"))
+        HOUR, "node", "instance_id", "instance_type", "currency", "unused_cost", pl.col("unused_cost").alias("total_cost"))
     return rows, idle
 
 
@@ -121,34 +125,36 @@ def _conform(frame: pl.DataFrame, common: dict[str, object]) -> pl.DataFrame:
 
 
 def _merge_idle(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """Merge idle contributions into one row per node (the table's grain)."""
+    """Merge idle contributions into one row per node-hour (the table's grain)."""
     frames = [f for f in frames if f.height]
     if not frames:
         return pl.DataFrame()
     merged = pl.concat([f.with_columns(*(pl.lit(0.0).alias(c) for c in ("unused_cost", "network_cost") if c not in f.columns))
-                        .select("node", "instance_id", "instance_type", "currency", "unused_cost", "network_cost")
+                        .select(HOUR, "node", "instance_id", "instance_type", "currency", "unused_cost", "network_cost")
                         for f in frames], how="vertical_relaxed")
-    return (merged.group_by("node", maintain_order=True)
+    return (merged.group_by(HOUR, "node", maintain_order=True)
             .agg(pl.col("instance_id", "instance_type", "currency").drop_nulls().first(),
                  pl.col("unused_cost", "network_cost").sum())
             .with_columns((pl.col("unused_cost") + pl.col("network_cost")).alias("total_cost")))
 
 
 def split_data_transfer(pod_rows: pl.DataFrame, transfer: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split each node's data-transfer cost by its pods' transmitted bytes; return (pod rows, node leftovers).
+    """Split each node-hour's data-transfer cost by its pods' transmitted bytes; return (pod rows, node leftovers).
 
     A node whose pods sent nothing keeps its transfer cost as idle: billed money is never dropped.
     """
     if not transfer.height:
         return pod_rows.with_columns(pl.lit(0.0).alias("network_cost")), pl.DataFrame()
+    instance = [HOUR, "instance_id"]
     tx = pl.col("network_transmit_bytes").fill_null(0.0)
-    rows = (pod_rows.join(transfer.select("instance_id", pl.col("cost").alias("transfer_cost")), on="instance_id", how="left")
-            .with_columns(tx.sum().over("node").alias("node_tx")))
+    rows = (pod_rows.join(transfer.select(*instance, pl.col("cost").alias("transfer_cost")), on=instance, how="left",
+                          maintain_order="left")
+            .with_columns(tx.sum().over(HOUR, "node").alias("node_tx")))
     rows = rows.with_columns(pl.when(pl.col("node_tx") > 0).then(pl.col("transfer_cost").fill_null(0.0) * tx / pl.col("node_tx"))
                              .otherwise(0.0).alias("network_cost"))
     rows = rows.with_columns((pl.col("total_cost") + pl.col("network_cost")).alias("total_cost"))
-    placed = rows.group_by("instance_id").agg(pl.col("network_cost").sum().alias("placed"))
-    leftover = (transfer.join(placed, on="instance_id", how="left")
+    placed = rows.group_by(instance).agg(pl.col("network_cost").sum().alias("placed"))
+    leftover = (transfer.join(placed, on=instance, how="left", maintain_order="left")
                 .with_columns((pl.col("cost") - pl.col("placed").fill_null(0.0)).alias("network_cost"))
                 # Float residue of the proportional split (~1e-18) is not money: keep real leftovers only.
                 .filter(pl.col("network_cost").abs() > 1e-12))
@@ -159,65 +165,91 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
                   instance_costs: pl.DataFrame, control_plane: pl.DataFrame, options: AllocationConfig,
                   cost_basis: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
     """Return every allocation row of one cluster-hour (pods and sentinels), in OUTPUT_SCHEMA order."""
+    return allocate_hours(stamp_hour(frames, hour), hours=[hour], cost_center=cost_center, cluster=cluster,
+                          instance_costs=instance_costs, control_plane=control_plane, options=options,
+                          cost_basis=cost_basis, transfer_costs=transfer_costs)
+
+
+def allocate_hours(frames: dict[str, pl.DataFrame], *, hours: list[dt.datetime], cost_center: str, cluster: str,
+                   instance_costs: pl.DataFrame, control_plane: pl.DataFrame, options: AllocationConfig,
+                   cost_basis: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Return every allocation row of the cluster's ``hours`` (pods and sentinels), in OUTPUT_SCHEMA order.
+
+    ``frames`` stack the hours' metric frames with an ``hour_start`` column (:func:`podledger.usage.stack_hours`):
+    the hours are computed in one vectorised pass, each node-hour on its own. An hour without metrics still gets
+    its sentinels (unallocated instances, control plane).
+    """
+    utc = pl.Datetime("us", "UTC")
+    wanted = pl.col(HOUR).is_in(pl.Series([*hours], dtype=utc).implode())
+    instance = [HOUR, "instance_id"]
     pods = pod_hours(frames, options.accelerators)
     nodes = node_hours(frames, options.capacity, options.accelerators)
-    costs = instance_costs.filter(pl.col("hour_start") == hour)
-    transfer = (transfer_costs.filter(pl.col("hour_start") == hour).select("instance_id", "cost")
-                if transfer_costs is not None else pl.DataFrame(schema={"instance_id": pl.String, "cost": pl.Float64}))
+    costs = instance_costs.with_columns(pl.col(HOUR).cast(utc)).filter(wanted)
+    transfer = (transfer_costs.with_columns(pl.col(HOUR).cast(utc)).filter(wanted).select(*instance, "cost")
+                if transfer_costs is not None else pl.DataFrame(schema={HOUR: utc, "instance_id": pl.String,
+                                                                        "cost": pl.Float64}))
     extra_costs = [c for c in ("public_cost", "net_cost") if c in costs.columns]
-    nodes = nodes.join(costs.select("instance_id", "cost", *extra_costs, "currency", "instance_type"), on="instance_id",
-                       how="left")
+    nodes = nodes.join(costs.select(*instance, "cost", *extra_costs, "currency", "instance_type"), on=instance,
+                       how="left", maintain_order="left")
     priced_nodes = nodes.filter(pl.col("cost").is_not_null())
-    common = {"hour_start": hour, "cost_center": cost_center, "cluster": cluster, "cost_basis": cost_basis}
+    common = {"cost_center": cost_center, "cluster": cluster, "cost_basis": cost_basis}
     parts = []
-    priced_transfer = transfer.join(priced_nodes.select("instance_id"), on="instance_id", how="semi")
+    priced_transfer = transfer.join(priced_nodes.select(instance), on=instance, how="semi")
     if pods.height:
         pod_rows, idle = split_node_costs(pods, priced_nodes, options)
         pod_rows, leftover = split_data_transfer(pod_rows, priced_transfer)
         parts.append(_conform(pod_rows.with_columns(efficiency_expr().alias("efficiency")), common))
-        unpriced = pods.filter(~pl.col("node").is_in(priced_nodes["node"].implode()) | pl.col("node").is_null())
+        unpriced = pods.join(priced_nodes.select(HOUR, "node"), on=[HOUR, "node"], how="anti")
     else:
-        idle = priced_nodes.select("node", "instance_id", "instance_type", "currency",
+        idle = priced_nodes.select(HOUR, "node", "instance_id", "instance_type", "currency",
                                    pl.col("cost").alias("unused_cost"), pl.col("cost").alias("total_cost"))
         leftover = priced_transfer.rename({"cost": "network_cost"})
         unpriced = pods
     if leftover.height:
-        leftover = leftover.join(priced_nodes.select("node", "instance_id", "instance_type", "currency"), on="instance_id")
+        leftover = leftover.join(priced_nodes.select(HOUR, "node", "instance_id", "instance_type", "currency"),
+                                 on=instance)
     merged_idle = _merge_idle([idle, leftover])
     if merged_idle.height and options.idle == "separate" and options.idle_by == "cluster":
-        merged_idle = merged_idle.select(pl.lit(None, pl.String).alias("node"), pl.col("currency").first(),
-                                         pl.col("unused_cost", "network_cost", "total_cost").sum())
+        merged_idle = merged_idle.group_by(HOUR, maintain_order=True).agg(
+            pl.lit(None, pl.String).alias("node"), pl.col("currency").first(),
+            pl.col("unused_cost", "network_cost", "total_cost").sum())
     if merged_idle.height:
         parts.append(_conform(_sentinel(merged_idle, IDLE), common))
-    unpriced_transfer = transfer.join(nodes.filter(pl.col("cost").is_null()).select("node", "instance_id"), on="instance_id")
+    unpriced_transfer = transfer.join(nodes.filter(pl.col("cost").is_null()).select(HOUR, "node", "instance_id"),
+                                      on=instance)
     if unpriced.height or unpriced_transfer.height:
         usage = [c for c in NUMERIC if c in unpriced.columns]
-        summary = unpriced.group_by("node").agg(pl.col(usage).sum()) if unpriced.height else pl.DataFrame(
-            schema={"node": pl.String})
-        network = unpriced_transfer.group_by("node").agg(pl.col("cost").sum().alias("network_cost"))
-        summary = summary.join(network, on="node", how="full", coalesce=True).with_columns(
+        summary = unpriced.group_by(HOUR, "node").agg(pl.col(usage).sum()) if unpriced.height else pl.DataFrame(
+            schema={HOUR: utc, "node": pl.String})
+        network = unpriced_transfer.group_by(HOUR, "node").agg(pl.col("cost").sum().alias("network_cost"))
+        summary = summary.join(network, on=[HOUR, "node"], how="full", coalesce=True).with_columns(
             pl.col("network_cost").fill_null(0.0), pl.col("network_cost").fill_null(0.0).alias("total_cost"))
         parts.append(_conform(_sentinel(summary, UNPRICED), common))
-    known = set(nodes["instance_id"].to_list())
-    orphans = costs.filter((pl.col("cluster_tag") == cluster) & ~pl.col("instance_id").is_in(list(known)))
+    orphans = costs.filter(pl.col("cluster_tag") == cluster).join(nodes.select(instance), on=instance, how="anti")
     if orphans.height:
-        orphans = orphans.join(transfer.rename({"cost": "network_cost"}), on="instance_id", how="left").with_columns(
-            pl.col("network_cost").fill_null(0.0))
+        orphans = orphans.join(transfer.rename({"cost": "network_cost"}), on=instance, how="left",
+                               maintain_order="left").with_columns(pl.col("network_cost").fill_null(0.0))
         parts.append(_conform(_sentinel(orphans.select(
-            "instance_id", "instance_type", "currency", "network_cost",
+            HOUR, "instance_id", "instance_type", "currency", "network_cost",
             (pl.col("cost") + pl.col("network_cost")).alias("total_cost")), UNALLOCATED), common))
-    overhead = control_plane.filter((pl.col("hour_start") == hour) & (pl.col("cluster") == cluster))
+    overhead = control_plane.with_columns(pl.col(HOUR).cast(utc)).filter(wanted & (pl.col("cluster") == cluster))
     result = pl.concat(parts, how="vertical") if parts else _conform(pl.DataFrame(), common).clear()
-    if overhead.height:
-        amount = overhead["cost"].sum()
+    if overhead.height and options.cluster_overhead == "shared" and result.height:
+        # Shared by cost: each pod carries the hour's control plane in proportion to its own cost.
         is_pod = ~pl.col("namespace").str.starts_with("__")
-        pod_total = result.filter(is_pod)["total_cost"].sum() if result.height else 0.0
-        if options.cluster_overhead == "shared" and pod_total > 0:
-            # Shared by cost: each pod carries the control plane in proportion to its own cost.
-            share = pl.when(is_pod).then(pl.col("total_cost") / pod_total * amount).otherwise(0.0)
-            return result.with_columns(share.alias("overhead_cost")).with_columns(
-                (pl.col("total_cost") + pl.col("overhead_cost")).alias("total_cost"))
-        row = _conform(_sentinel(overhead.select("currency", pl.col("cost").alias("overhead_cost"),
+        pod_totals = result.filter(is_pod).group_by(HOUR).agg(pl.col("total_cost").sum().alias("_pod_total"))
+        shared = (overhead.group_by(HOUR).agg(pl.col("cost").sum().alias("_overhead"))
+                  .join(pod_totals, on=HOUR).filter(pl.col("_pod_total") > 0))
+        if shared.height:
+            share = pl.when(is_pod & pl.col("_pod_total").is_not_null()).then(
+                pl.col("total_cost") / pl.col("_pod_total") * pl.col("_overhead")).otherwise(0.0)
+            result = (result.join(shared, on=HOUR, how="left", maintain_order="left")
+                      .with_columns(share.alias("overhead_cost"))
+                      .with_columns((pl.col("total_cost") + pl.col("overhead_cost")).alias("total_cost"))
+                      .drop("_pod_total", "_overhead"))
+            overhead = overhead.join(shared, on=HOUR, how="anti")
+    if overhead.height:  # kept as its own row (or no pod that hour to carry it)
+        row = _conform(_sentinel(overhead.select(HOUR, "currency", pl.col("cost").alias("overhead_cost"),
                                                  pl.col("cost").alias("total_cost")), CLUSTER_OVERHEAD), common)
         result = pl.concat([result, row], how="vertical")
     return result

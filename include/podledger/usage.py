@@ -1,4 +1,8 @@
-"""Turn one hour's exported metric frames into pod-, container- and node-hours (no money here).
+"""Turn exported metric frames into pod-, container- and node-hours (no money here).
+
+Frames of one hour, or of many hours at once: a frame with an ``hour_start`` column holds every hour of a range
+(enrichment stacks a day's 24 hours and computes them in one vectorised pass); without it, the frames are one
+hour's. Every key below carries the hour, so hours never mix.
 
 Requests are averaged per container and combined into Kubernetes' effective pod request; usage,
 network bytes, owners (pod -> ReplicaSet -> Deployment, Job -> CronJob) and labels are joined on; nodes
@@ -7,6 +11,7 @@ get their billing key and capacity in core-/GiB-/GPU-hours.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import polars as pl
@@ -15,6 +20,10 @@ from podledger.focus import node_key_expr
 
 GIB = float(2**30)
 POD_KEY = ["namespace", "pod", "uid"]
+HOUR = "hour_start"
+PK = [HOUR, *POD_KEY]  # a pod incarnation in an hour
+# The hour given to frames that carry none (one hour's frames); dropped again from what is returned.
+_ANY_HOUR = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DEFAULT_ACCELERATORS = ("nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron", "aws.amazon.com/neuroncore",
                         "habana.ai/gaudi")
 
@@ -37,6 +46,52 @@ def _get(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame | None:
     return frame if frame is not None and frame.height else None
 
 
+def stamp_hour(frames: dict[str, pl.DataFrame], hour: dt.datetime) -> dict[str, pl.DataFrame]:
+    """One hour's frames with that hour as their ``hour_start`` column (the shape of a stacked range)."""
+    return {name: frame.with_columns(pl.lit(hour).cast(pl.Datetime("us", "UTC")).alias(HOUR))
+            for name, frame in frames.items()}
+
+
+def stack_hours(hour_frames: list[tuple[dt.datetime, dict[str, pl.DataFrame]]]) -> dict[str, pl.DataFrame]:
+    """Stack several hours' frames into one frame per metric with an ``hour_start`` column (empty hours add nothing)."""
+    utc = pl.Datetime("us", "UTC")
+    names = dict.fromkeys(name for _, frames in hour_frames for name in frames)
+    stacked = {}
+    for name in names:
+        parts = [(hour, frames[name]) for hour, frames in hour_frames if name in frames and frames[name].height]
+        if not parts:
+            hour, frames = next((h, f) for h, f in hour_frames if name in f)
+            stacked[name] = stamp_hour({name: frames[name]}, hour)[name]
+            continue
+        hours = pl.select(pl.Series(HOUR, [hour for hour, _ in parts], dtype=utc)
+                          .repeat_by(pl.Series([frame.height for _, frame in parts], dtype=pl.UInt32)).explode())
+        stacked[name] = pl.concat([frame for _, frame in parts], how="diagonal_relaxed").with_columns(hours[HOUR])
+    return stacked
+
+
+def hours_without_pods(frames: dict[str, pl.DataFrame]) -> list[dt.datetime]:
+    """The stacked hours that have nodes but neither kube_pod_status_phase nor kube_pod_info (so no pod known to run)."""
+    def hours(name: str, column: str | None = None) -> set[dt.datetime]:
+        frame = _get(frames, name)
+        if frame is None or (column is not None and column not in frame.columns):
+            return set()
+        return set(frame[HOUR].unique().to_list())
+
+    return sorted(hours("node_info") - hours("pod_running") - hours("pod_info", "present_seconds"))
+
+
+def _with_hour(frames: dict[str, pl.DataFrame]) -> tuple[dict[str, pl.DataFrame], bool]:
+    """``frames`` with an hour column everywhere; True when it was added here (so the caller drops it again)."""
+    if all(HOUR in frame.columns for frame in frames.values()):
+        return frames, False
+    return {name: frame if HOUR in frame.columns else frame.with_columns(
+        pl.lit(_ANY_HOUR).cast(pl.Datetime("us", "UTC")).alias(HOUR)) for name, frame in frames.items()}, True
+
+
+def _returned(frame: pl.DataFrame | None, added: bool) -> pl.DataFrame | None:
+    return frame.drop(HOUR) if added and frame is not None and HOUR in frame.columns else frame
+
+
 def container_requests(frames: dict[str, pl.DataFrame],
                        accelerators: tuple[str, ...] = DEFAULT_ACCELERATORS) -> pl.DataFrame:
     """Return the average request of every container: namespace, pod, uid, container, node, resource, kind, request.
@@ -45,9 +100,11 @@ def container_requests(frames: dict[str, pl.DataFrame],
     (``pod_running.present_seconds``), so the rows of a container whose ``node`` label changed add up to its
     request. Files written by podledger 0.1 carry a ``present_seconds`` per row, which is used instead.
     """
-    running = pod_presence(frames)
-    present = (running.group_by(POD_KEY).agg(pl.col("present_seconds").sum().alias("pod_present_seconds"))
-               if running is not None and "present_seconds" in running.columns else None)
+    frames, added = _with_hour(frames)
+    return _returned(_container_requests(frames, accelerators), added)
+
+
+def _container_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
     parts = []
     for name, resource, init in (("cpu_requests", "cpu", False), ("memory_requests", "memory", False),
                                  ("gpu_requests", "gpu", False), ("init_cpu_requests", "cpu", True),
@@ -60,28 +117,43 @@ def container_requests(frames: dict[str, pl.DataFrame],
             if not frame.height:
                 continue
         value = next(c for c in frame.columns if c.startswith("request_"))
-        if "present_seconds" in frame.columns:
-            seconds = pl.col("present_seconds").sum().over([*POD_KEY, "container"])
-        elif present is not None:
-            frame = frame.join(present, on=POD_KEY, how="left")
-            # A pod without phase series (never seen by kube-state-metrics' pod collector): the hour's average.
-            seconds = pl.col("pod_present_seconds").fill_null(3600.0)
-        else:
-            seconds = pl.lit(3600.0)
-        parts.append(frame.select(
-            *POD_KEY, "container", "node", pl.lit(resource).alias("resource"), pl.lit(init).alias("init"),
-            (pl.col(value) / seconds).alias("request")).group_by(*POD_KEY, "container", "node", "resource", "init")
-            .agg(pl.col("request").sum()))
+        # podledger 0.1 rows carry their own present_seconds (null in the hours of newer files)
+        row_seconds = (pl.when(pl.col("present_seconds").is_not_null().any()).then(pl.col("present_seconds").sum())
+                       if "present_seconds" in frame.columns else pl.lit(None, pl.Float64))
+        # One row per container-hour, but a container whose node label changed (pending, then scheduled) has
+        # several: only those are grouped (grouping 400,000 rows on five keys costs 4x the duplicate check).
+        repeated = pl.struct(*PK, "container").is_duplicated()
+        single = frame.filter(~repeated).select(*PK, "container", "node", pl.col(value).alias("request_seconds"),
+                                                pl.col("present_seconds" if "present_seconds" in frame.columns
+                                                       else value).cast(pl.Float64).alias("row_seconds"))
+        if "present_seconds" not in frame.columns:
+            single = single.with_columns(pl.lit(None, pl.Float64).alias("row_seconds"))
+        grouped = frame.filter(repeated).group_by(*PK, "container").agg(
+            pl.col("node").sort_by(pl.col("node") == "").first(), pl.col(value).sum().alias("request_seconds"),
+            row_seconds.cast(pl.Float64).alias("row_seconds"))
+        parts.append(pl.concat([single, grouped.select(single.columns)], how="vertical_relaxed").with_columns(
+            pl.lit(resource).alias("resource"), pl.lit(init).alias("init")))
     if not parts:
-        return pl.DataFrame(schema={**dict.fromkeys([*POD_KEY, "container", "node", "resource"], pl.String),
+        return pl.DataFrame(schema={HOUR: pl.Datetime("us", "UTC"),
+                                    **dict.fromkeys([*POD_KEY, "container", "node", "resource"], pl.String),
                                     "init": pl.Boolean, "request": pl.Float64, "kind": pl.String})
-    requests = (pl.concat(parts).group_by(*POD_KEY, "container", "resource", "init", maintain_order=True)
-                .agg(pl.col("node").sort_by(pl.col("node") == "").first(), pl.col("request").sum()))
+    requests = pl.concat(parts, how="vertical_relaxed")
+    running = _presence(frames)
+    if running is not None and "present_seconds" in running.columns:
+        present = running.group_by(PK).agg(pl.col("present_seconds").sum().alias("pod_present_seconds"))
+        requests = requests.join(present, on=PK, how="left", maintain_order="left")
+    else:
+        requests = requests.with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
+    # The average over the seconds the pod object existed; a pod without phase series (never seen by
+    # kube-state-metrics' pod collector): the hour's average.
+    seconds = pl.coalesce("row_seconds", "pod_present_seconds", pl.lit(3600.0))
+    requests = requests.select(*PK, "container", "resource", "init", "node",
+                               (pl.col("request_seconds") / seconds).alias("request"))
     info = _get(frames, "init_container_info")
-    sidecars = (info.filter(pl.col("restart_policy") == "Always").select(*POD_KEY, "container").unique()
+    sidecars = (info.filter(pl.col("restart_policy") == "Always").select(*PK, "container").unique()
                 .with_columns(pl.lit(True).alias("sidecar")) if info is not None else None)
     if sidecars is not None:
-        requests = requests.join(sidecars, on=[*POD_KEY, "container"], how="left")
+        requests = requests.join(sidecars, on=[*PK, "container"], how="left")
     else:
         requests = requests.with_columns(pl.lit(None, pl.Boolean).alias("sidecar"))
     kind = pl.when(~pl.col("init")).then(pl.lit("app")).when(pl.col("sidecar").fill_null(False)).then(
@@ -96,48 +168,46 @@ def pod_effective_requests(requests: pl.DataFrame) -> pl.DataFrame:
     exports no init-container order, so every sidecar is counted: the bound is exact without sidecars and
     never below the scheduler's value with them.
     """
-    per_resource = (requests.group_by(*POD_KEY, "resource").agg(
-        pl.col("request").filter(pl.col("kind") == "app").sum().alias("apps"),
-        pl.col("request").filter(pl.col("kind") == "sidecar").sum().alias("sidecars"),
-        pl.col("request").filter(pl.col("kind") == "init").max().fill_null(0.0).alias("max_init"),
-        pl.col("node").filter(pl.col("node") != "").first().alias("request_node"))
-        .with_columns(pl.max_horizontal(pl.col("apps") + pl.col("sidecars"),
-                                        pl.col("max_init") + pl.col("sidecars")).alias("effective")))
-    wide = per_resource.pivot(on="resource", index=POD_KEY, values="effective")
-    for resource in RESOURCES:
-        if resource not in wide.columns:
-            wide = wide.with_columns(pl.lit(0.0).alias(resource))
-    nodes = per_resource.group_by(POD_KEY).agg(pl.col("request_node").drop_nulls().first())
-    return (wide.join(nodes, on=POD_KEY, how="left")
-            .select(*POD_KEY, "request_node", pl.col("cpu").fill_null(0.0).alias("cpu_request_cores"),
-                    pl.col("memory").fill_null(0.0).alias("memory_request_bytes"),
-                    pl.col("gpu").fill_null(0.0).alias("gpu_request")))
+    keys = PK if HOUR in requests.columns else POD_KEY
+    request, kind, resource = pl.col("request"), pl.col("kind"), pl.col("resource")
+
+    def effective(r: str) -> pl.Expr:
+        mine = resource == r
+        apps = request.filter(mine & (kind == "app")).sum()
+        sidecars = request.filter(mine & (kind == "sidecar")).sum()
+        max_init = request.filter(mine & (kind == "init")).max().fill_null(0.0)
+        return pl.max_horizontal(apps + sidecars, max_init + sidecars)
+
+    return (requests.group_by(keys).agg(
+        pl.col("node").filter(pl.col("node") != "").first().alias("request_node"),
+        effective("cpu").alias("cpu_request_cores"), effective("memory").alias("memory_request_bytes"),
+        effective("gpu").alias("gpu_request")))
 
 
 def _owners(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     owner = _get(frames, "pod_owner")
     if owner is None:
         return None
-    owner = owner.select(*POD_KEY, "owner_kind", "owner_name").unique(subset=POD_KEY, keep="first")
+    owner = owner.select(*PK, "owner_kind", "owner_name").unique(subset=PK, keep="first")
     rs = _get(frames, "replicaset_owner")
     job = _get(frames, "job_owner")
     kind, name = pl.col("owner_kind"), pl.col("owner_name")
     if rs is not None:
-        owner = owner.join(rs.select("namespace", pl.col("replicaset").alias("owner_name"),
+        owner = owner.join(rs.select(HOUR, "namespace", pl.col("replicaset").alias("owner_name"),
                                      pl.col("owner_kind").alias("rs_kind"), pl.col("owner_name").alias("rs_name")),
-                           on=["namespace", "owner_name"], how="left")
+                           on=[HOUR, "namespace", "owner_name"], how="left")
         kind = pl.when((kind == "ReplicaSet") & pl.col("rs_name").is_not_null()).then(pl.col("rs_kind")).otherwise(kind)
         name = pl.when((pl.col("owner_kind") == "ReplicaSet") & pl.col("rs_name").is_not_null()).then(
             pl.col("rs_name")).otherwise(name)
     if job is not None:
-        owner = owner.join(job.select("namespace", pl.col("job_name").alias("owner_name"),
+        owner = owner.join(job.select(HOUR, "namespace", pl.col("job_name").alias("owner_name"),
                                       pl.col("owner_kind").alias("job_kind"), pl.col("owner_name").alias("job_owner")),
-                           on=["namespace", "owner_name"], how="left")
+                           on=[HOUR, "namespace", "owner_name"], how="left")
         kind = pl.when((pl.col("owner_kind") == "Job") & pl.col("job_owner").is_not_null()).then(
             pl.col("job_kind")).otherwise(kind)
         name = pl.when((pl.col("owner_kind") == "Job") & pl.col("job_owner").is_not_null()).then(
             pl.col("job_owner")).otherwise(name)
-    return owner.select(*POD_KEY, kind.alias("controller_kind"), name.alias("controller_name"))
+    return owner.select(*PK, kind.alias("controller_kind"), name.alias("controller_name"))
 
 
 def _json_string(column: str) -> pl.Expr:
@@ -148,19 +218,24 @@ def _json_string(column: str) -> pl.Expr:
 def _labels_json(frame: pl.DataFrame | None, keys: list[str], alias: str) -> pl.DataFrame | None:
     """Return ``keys`` + the object's labels as a JSON object string (KSM's ``label_`` prefix removed, keys sorted).
 
-    Built by polars expressions (no Python loop over objects): this runs for every pod of every hour.
+    Built by polars expressions (no Python loop over objects), once per distinct label set of an object: labels
+    rarely change, so a day's 24 hours of a pod cost one JSON text, not 24.
     """
     if frame is None or "labels" not in frame.columns:
         return None
-    frame = frame.unique(subset=keys, keep="first", maintain_order=True).with_row_index("_row")
-    pairs = (frame.select("_row", "labels").explode("labels").filter(pl.col("labels").is_not_null())
+    base = [k for k in keys if k != HOUR]
+    frame = (frame.unique(subset=keys, keep="first", maintain_order=True)
+             .select(*keys, "labels", pl.col("labels").hash().alias("_set")))
+    distinct = frame.unique(subset=[*base, "_set"], keep="first").with_row_index("_row")
+    pairs = (distinct.select("_row", "labels").explode("labels").filter(pl.col("labels").is_not_null())
              .select("_row", pl.col("labels").struct.field("key").str.strip_prefix("label_").alias("k"),
                      pl.col("labels").struct.field("value").alias("v"))
              .sort("_row", "k")
              .select("_row", pl.concat_str(_json_string("k"), pl.lit(": "), _json_string("v")).alias("pair"))
              .group_by("_row", maintain_order=True).agg(pl.col("pair").str.join(", ")))
-    return (frame.select("_row", *keys).join(pairs, on="_row", how="left")
-            .select(*keys, pl.concat_str(pl.lit("{"), pl.col("pair").fill_null(""), pl.lit("}")).alias(alias)))
+    texts = (distinct.select("_row", *base, "_set").join(pairs, on="_row", how="left")
+             .select(*base, "_set", pl.concat_str(pl.lit("{"), pl.col("pair").fill_null(""), pl.lit("}")).alias(alias)))
+    return frame.select(*keys, "_set").join(texts, on=[*base, "_set"], how="left").select(*keys, alias)
 
 
 def normalised_uid(frame: pl.DataFrame) -> pl.DataFrame:
@@ -177,18 +252,19 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str, keys: list[str], pods
     only its own usage. A series without the path (another cAdvisor, an old export) cannot say which incarnation
     it measured: it is shared among the (namespace, pod)'s incarnations of the hour in proportion to their running
     seconds — exact when there is one incarnation, an estimate otherwise (kube_pod_info's uid intervals give the
-    hour's split, not the minute each sample belongs to).
+    hour's split, not the minute each sample belongs to). ``keys``, ``frame`` and ``pods`` carry the hour.
     """
     frame = normalised_uid(frame).with_columns(pl.col(column).cast(pl.Float64))
     by = [k for k in keys if k != "uid"]
     known = frame.filter(pl.col("uid") != "").group_by([*by, "uid"]).agg(pl.col(column).sum())
     unknown = frame.filter(pl.col("uid") == "").group_by(by).agg(pl.col(column).sum())
     if unknown.height:
-        shares = (pods.select("namespace", "pod", "uid", "running_seconds")
-                  .group_by("namespace", "pod", "uid").agg(pl.col("running_seconds").sum())
-                  .with_columns((pl.col("running_seconds") / pl.col("running_seconds").sum().over("namespace", "pod"))
+        pod = [HOUR, "namespace", "pod"]
+        shares = (pods.select(*PK, "running_seconds")
+                  .group_by(PK).agg(pl.col("running_seconds").sum())
+                  .with_columns((pl.col("running_seconds") / pl.col("running_seconds").sum().over(pod))
                                 .alias("share")))
-        spread = unknown.join(shares, on=["namespace", "pod"], how="inner").select(
+        spread = unknown.join(shares, on=pod, how="inner").select(
             *by, "uid", (pl.col(column) * pl.col("share")).alias(column))
         known = pl.concat([known, spread.select(known.columns)]).group_by([*by, "uid"]).agg(pl.col(column).sum())
     return known
@@ -211,16 +287,24 @@ def pod_presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
 
     From ``kube_pod_status_phase`` (Running) when exported; without it (it is not among the seed's 16 metrics)
     from ``kube_pod_info``, whose series exist while the pod object does: a pod that Completed but lingers then
-    counts as running until deleted (validation says so).
+    counts as running until deleted (validation says so). For stacked hours, hour by hour.
     """
+    frames, added = _with_hour(frames)
+    return _returned(_presence(frames), added)
+
+
+def _presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     running = _get(frames, "pod_running")
-    if running is not None:
-        return running
     info = _get(frames, "pod_info")
     if info is None or "present_seconds" not in info.columns:
-        return None
-    return (info.group_by(POD_KEY).agg(pl.col("present_seconds").sum())
-            .with_columns(pl.col("present_seconds").alias("running_seconds")))
+        return running
+    if running is not None:  # hours with phase series use them; only the others fall back to kube_pod_info
+        info = info.join(running.select(HOUR).unique(), on=HOUR, how="anti")
+        if not info.height:
+            return running
+    derived = (info.group_by(PK).agg(pl.col("present_seconds").sum())
+               .with_columns(pl.col("present_seconds").alias("running_seconds")))
+    return derived if running is None else pl.concat([running, derived], how="diagonal_relaxed")
 
 
 def split_by_node(pods: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -232,42 +316,47 @@ def split_by_node(pods: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.Dat
     info = _get(frames, "pod_info")
     if info is None or "present_seconds" not in info.columns:
         return pods
-    per_node = (info.filter(pl.col("node") != "").group_by(*POD_KEY, "node").agg(pl.col("present_seconds").sum())
-                .with_columns((pl.col("present_seconds") / pl.col("present_seconds").sum().over(POD_KEY)).alias("share")))
-    moved = per_node.filter(pl.len().over(POD_KEY) > 1)
+    per_node = (info.filter(pl.col("node") != "").group_by(*PK, "node").agg(pl.col("present_seconds").sum())
+                .with_columns((pl.col("present_seconds") / pl.col("present_seconds").sum().over(PK)).alias("share")))
+    moved = per_node.filter(pl.len().over(PK) > 1)
     if not moved.height:
         return pods
     scaled = [c for c in ("running_seconds", "running_hours", "cpu_request_core_hours", "memory_request_gib_hours",
                           "gpu_request_hours", "gpu_usage_hours", "cpu_usage_core_hours", "memory_usage_gib_hours",
                           "network_transmit_bytes", "network_receive_bytes") if c in pods.columns]
-    split = (pods.join(moved.select(*POD_KEY, pl.col("node").alias("split_node"), "share"), on=POD_KEY, how="inner")
+    split = (pods.join(moved.select(*PK, pl.col("node").alias("split_node"), "share"), on=PK, how="inner")
              .with_columns(*(pl.col(c) * pl.col("share") for c in scaled), pl.col("split_node").alias("node"))
              .drop("split_node", "share"))
-    return pl.concat([pods.join(moved.select(POD_KEY).unique(), on=POD_KEY, how="anti"), split.select(pods.columns)])
+    return pl.concat([pods.join(moved.select(PK).unique(), on=PK, how="anti"), split.select(pods.columns)])
 
 
 def _with_owners(rows: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     owners = _owners(frames)
     if owners is not None:
-        return rows.join(owners, on=POD_KEY, how="left")
+        return rows.join(owners, on=PK, how="left")
     return rows.with_columns(pl.lit(None, pl.String).alias("controller_kind"),
                              pl.lit(None, pl.String).alias("controller_name"))
 
 
 def pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...] = DEFAULT_ACCELERATORS) -> pl.DataFrame:
-    """Return one row per running pod incarnation (per node): requests, usage, allocation (hours), network bytes."""
-    running = pod_presence(frames)
+    """Return one row per running pod incarnation (per node, per hour): requests, usage, allocation, network bytes."""
+    frames, added = _with_hour(frames)
+    return _returned(_pod_hours(frames, accelerators), added)
+
+
+def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
+    running = _presence(frames)
     if running is None:
         return pl.DataFrame()
-    pods = running.filter(pl.col("running_seconds") > 0).select(*POD_KEY, "running_seconds")
-    requests = pod_effective_requests(container_requests(frames, accelerators))
-    pods = pods.join(requests, on=POD_KEY, how="left")
+    pods = running.filter(pl.col("running_seconds") > 0).select(*PK, "running_seconds")
+    requests = pod_effective_requests(_container_requests(frames, accelerators))
+    pods = pods.join(requests, on=PK, how="left")
     info = _get(frames, "pod_info")
     if info is not None:
         ordered = info.sort("present_seconds", descending=True) if "present_seconds" in info.columns else info
         pods = pods.join(ordered.filter(pl.col("node") != "")
-                         .select(*POD_KEY, pl.col("node").alias("info_node"))
-                         .unique(subset=POD_KEY, keep="first"), on=POD_KEY, how="left")
+                         .select(*PK, pl.col("node").alias("info_node"))
+                         .unique(subset=PK, keep="first"), on=PK, how="left")
     else:
         pods = pods.with_columns(pl.lit(None, pl.String).alias("info_node"))
     hours = pl.col("running_seconds") / 3600.0
@@ -278,16 +367,16 @@ def pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...] = D
         (pl.col("memory_request_bytes").fill_null(0.0) / GIB * hours).alias("memory_request_gib_hours"),
         (pl.col("gpu_request").fill_null(0.0) * hours).alias("gpu_request_hours"),
     )
-    pods = _join_usage(pods, frames, POD_USAGE, POD_KEY)
+    pods = _join_usage(pods, frames, POD_USAGE, PK)
     gpu_usage = _get(frames, "gpu_usage")
     if gpu_usage is not None:  # DCGM has no uid: shared by the pod's incarnations by running time
-        used = usage_by_incarnation(gpu_usage, "usage_gpu_seconds", POD_KEY, pods)
-        pods = pods.join(used.select(*POD_KEY, (pl.col("usage_gpu_seconds") / 3600.0).alias("gpu_usage_hours")),
-                         on=POD_KEY, how="left")
+        used = usage_by_incarnation(gpu_usage, "usage_gpu_seconds", PK, pods)
+        pods = pods.join(used.select(*PK, (pl.col("usage_gpu_seconds") / 3600.0).alias("gpu_usage_hours")),
+                         on=PK, how="left")
     else:
         pods = pods.with_columns(pl.lit(None, pl.Float64).alias("gpu_usage_hours"))
     pods = split_by_node(_with_owners(pods, frames), frames)
-    for name, keys in (("pod_labels", POD_KEY), ("namespace_labels", ["namespace"]), ("node_labels", ["node"])):
+    for name, keys in (("pod_labels", PK), ("namespace_labels", [HOUR, "namespace"]), ("node_labels", [HOUR, "node"])):
         labels = _labels_json(_get(frames, name), keys, name)
         pods = pods.join(labels, on=keys, how="left") if labels is not None else pods.with_columns(
             pl.lit(None, pl.String).alias(name))
@@ -306,36 +395,41 @@ def pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...] = D
 
 def container_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """Return one row per running app/sidecar container: owner, average request and usage (cores, GiB)."""
-    running = pod_presence(frames)
-    requests = container_requests(frames)
+    frames, added = _with_hour(frames)
+    running = _presence(frames)
+    requests = _container_requests(frames, DEFAULT_ACCELERATORS)
     if running is None or not requests.height:
         return pl.DataFrame()
     wide = (requests.filter(pl.col("kind") != "init")
-            .pivot(on="resource", index=[*POD_KEY, "container"], values="request", aggregate_function="sum"))
+            .pivot(on="resource", index=[*PK, "container"], values="request", aggregate_function="sum"))
     for resource in ("cpu", "memory"):
         if resource not in wide.columns:
             wide = wide.with_columns(pl.lit(0.0).alias(resource))
-    rows = (wide.join(running.filter(pl.col("running_seconds") > 0), on=POD_KEY)
-            .select(*POD_KEY, "container", "running_seconds", pl.col("cpu").fill_null(0.0).alias("cpu_request_cores"),
+    rows = (wide.join(running.filter(pl.col("running_seconds") > 0), on=PK)
+            .select(*PK, "container", "running_seconds", pl.col("cpu").fill_null(0.0).alias("cpu_request_cores"),
                     (pl.col("memory").fill_null(0.0) / GIB).alias("memory_request_gib")))
-    rows = _join_usage(rows, frames, CONTAINER_USAGE, [*POD_KEY, "container"]).with_columns(
+    rows = _join_usage(rows, frames, CONTAINER_USAGE, [*PK, "container"]).with_columns(
         *(pl.col(out) / pl.col("running_seconds") for _, _, out, _ in CONTAINER_USAGE))
-    return _with_owners(rows, frames).with_columns(pl.coalesce("controller_kind", pl.lit("Pod")).alias("controller_kind"),
-                             pl.coalesce("controller_name", pl.col("pod")).alias("controller_name"))
+    rows = _with_owners(rows, frames).with_columns(
+        pl.coalesce("controller_kind", pl.lit("Pod")).alias("controller_kind"),
+        pl.coalesce("controller_name", pl.col("pod")).alias("controller_name"))
+    return _returned(rows, added)
 
 
 def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance",
                accelerators: tuple[str, ...] = DEFAULT_ACCELERATORS) -> pl.DataFrame:
-    """Return one row per node: instance id (from provider_id) and capacity in core-/GiB-/accelerator-hours.
+    """Return one row per node (per hour): instance id (from provider_id) and capacity in core-/GiB-/accelerator-hours.
 
     ``capacity="allocatable"`` uses kube allocatable (capacity minus system/kube reserved) instead. Every
     configured accelerator resource (NVIDIA, AMD, Neuron, Gaudi…) counts as the node's GPU capacity.
     """
+    frames, added = _with_hour(frames)
     info = _get(frames, "node_info")
     if info is None:
-        return pl.DataFrame(schema={"node": pl.String, "instance_id": pl.String, "cpu_capacity": pl.Float64,
-                                    "memory_capacity": pl.Float64, "gpu_capacity": pl.Float64})
-    nodes = (info.group_by("node").agg(pl.col("provider_id").first())
+        return _returned(pl.DataFrame(schema={HOUR: pl.Datetime("us", "UTC"), "node": pl.String,
+                                              "instance_id": pl.String, "cpu_capacity": pl.Float64,
+                                              "memory_capacity": pl.Float64, "gpu_capacity": pl.Float64}), added)
+    nodes = (info.group_by(HOUR, "node", maintain_order=True).agg(pl.col("provider_id").first())
              .with_columns(node_key_expr("provider_id").alias("instance_id")))
     cap = _get(frames, "node_allocatable" if capacity == "allocatable" else "node_capacity")
     accelerator_names = [ksm_resource(a) for a in accelerators]
@@ -349,7 +443,8 @@ def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance",
         # the two are one device counted twice, never added up).
         rank = pl.col("resource").replace_strict({r: i for i, r in enumerate(resources)}, default=None)
         part = (cap.filter(pl.col("resource").is_in(resources) & (pl.col("unit_seconds") > 0))
-                .filter(rank == rank.min().over("node")).group_by("node")
+                .filter(rank == rank.min().over(HOUR, "node")).group_by(HOUR, "node")
                 .agg((pl.col("unit_seconds").sum() / scale).alias(column)))
-        nodes = nodes.join(part, on="node", how="left").with_columns(pl.col(column).fill_null(0.0))
-    return nodes.select("node", "instance_id", "cpu_capacity", "memory_capacity", "gpu_capacity")
+        nodes = nodes.join(part, on=[HOUR, "node"], how="left").with_columns(pl.col(column).fill_null(0.0))
+    return _returned(nodes.select(HOUR, "node", "instance_id", "cpu_capacity", "memory_capacity", "gpu_capacity"),
+                     added)

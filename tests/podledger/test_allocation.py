@@ -183,9 +183,9 @@ def test_gpu_node_weights_are_9_09_01():
 def test_data_transfer_split_by_transmitted_bytes_and_leftover_kept():
     from podledger.allocation import split_data_transfer
 
-    pods = pl.DataFrame({"node": ["n1", "n1", "n2"], "instance_id": ["i-1", "i-1", "i-2"], "pod": ["a", "b", "c"],
-                         "network_transmit_bytes": [3e9, 1e9, 0.0], "total_cost": [1.0, 1.0, 1.0]})
-    transfer = pl.DataFrame({"instance_id": ["i-1", "i-2"], "cost": [0.04, 0.02]})
+    pods = pl.DataFrame({"hour_start": [HOUR] * 3, "node": ["n1", "n1", "n2"], "instance_id": ["i-1", "i-1", "i-2"],
+                         "pod": ["a", "b", "c"], "network_transmit_bytes": [3e9, 1e9, 0.0], "total_cost": [1.0, 1.0, 1.0]})
+    transfer = pl.DataFrame({"hour_start": [HOUR] * 2, "instance_id": ["i-1", "i-2"], "cost": [0.04, 0.02]})
     rows, leftover = split_data_transfer(pods, transfer)
     network = dict(rows.select("pod", "network_cost").iter_rows())
     assert network == pytest.approx({"a": 0.03, "b": 0.01, "c": 0.0})

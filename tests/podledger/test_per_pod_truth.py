@@ -56,7 +56,7 @@ def realistic(tmp_path_factory, moto):
         result = enrich_cluster(cc, cc.clusters[0], SYNTH_START, END, metrics_store=metrics, billing_store=bill)
     finally:
         server.stop()
-    return out, result
+    return out, result, (metrics, cc)
 
 
 def expected_pod_hours(out) -> pl.DataFrame:
@@ -99,7 +99,7 @@ def expected_pod_hours(out) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def compared(realistic):
-    out, result = realistic
+    out, result, _ = realistic
     pods = result.rows.filter(~pl.col("namespace").str.starts_with("__")).select(
         "hour_start", "uid", "node", "pod", "namespace", "gpu_allocated_hours",
         (pl.col("total_cost") - pl.col("network_cost") - pl.col("overhead_cost")).alias("got"))
@@ -131,7 +131,7 @@ def test_each_incarnation_carries_only_its_own_hours(compared, scenario, pod, in
 
 
 def test_accelerators_amd_neuron_and_gpu_usage_without_a_request(compared, realistic):
-    out, result = realistic
+    out, result, _ = realistic
     nodes = {n.name: n for n in out.cluster.nodes}
     by_pod = {p: compared.filter(pl.col("pod") == p) for p in ("renderer-0", "inference-0", "notebook-0")}
     for pod in ("renderer-0", "inference-0"):  # a GPU request on an AMD node, a Neuron device on an inf2 node
@@ -143,3 +143,63 @@ def test_accelerators_amd_neuron_and_gpu_usage_without_a_request(compared, reali
         assert (by_pod[pod]["got"] > 0.9 * price).all(), pod
     # Time-slicing: 30 % of a GPU used without a request is allocated as max(0, 0.3) GPU-hours.
     assert by_pod["notebook-0"]["gpu_allocated_hours"].to_list() == pytest.approx([0.3] * HOURS, rel=1e-9)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"idle": "separate", "idle_by": "cluster", "cluster_overhead": "shared"},
+    {"idle": "separate", "capacity": "allocatable"}], ids=["default", "idle-by-cluster-overhead-shared", "allocatable"])
+def test_a_stacked_day_allocates_exactly_as_its_hours_one_by_one(realistic, options):
+    """Enrichment allocates a day's 24 hours in one vectorised pass; each hour must come out as if alone.
+
+    The second day of the realistic cluster (restarts, evictions, accelerators), priced by a made-up bill that
+    exercises every sentinel: unpriced node-hours, an instance tagged for the cluster but absent from the metrics,
+    data transfer, and an EKS control plane in some hours only (kept as its own row where no pod carries it).
+    """
+    from podledger.allocation import allocate_hour, allocate_hours
+    from podledger.config import AllocationConfig
+    from podledger.enrich import combine_windows
+    from podledger.storage import split_uri
+    from podledger.usage import node_hours, stack_hours
+    from podledger.windows import read_window_frames
+
+    _, _, (metrics, cc) = realistic
+    cluster = cc.clusters[0].name
+    _, _, prefix = split_uri(cc.storage.uri)
+    day = [SYNTH_START + dt.timedelta(hours=24 + h) for h in range(24)]
+    hour_frames = [(h, combine_windows([read_window_frames(metrics, prefix, cluster, w)
+                                        for w in plan_windows(h, h + dt.timedelta(hours=1), 3600)])) for h in day]
+    nodes = pl.concat([node_hours(f).with_columns(pl.lit(h).cast(UTC).alias("hour_start")) for h, f in hour_frames])
+    priced = nodes.with_row_index("i").filter(pl.col("i") % 7 != 3)  # some node-hours are not billed yet
+    costs = pl.concat([
+        priced.select("hour_start", "instance_id", (0.5 + pl.col("i").cast(pl.Float64) / 1000).alias("cost")),
+        pl.DataFrame({"hour_start": day[5:9], "instance_id": ["i-0orphan"] * 4, "cost": [0.25] * 4})
+        .with_columns(pl.col("hour_start").cast(UTC))]).with_columns(
+        pl.lit("USD").alias("currency"), pl.lit("m5.large").alias("instance_type"), pl.lit(cluster).alias("cluster_tag"))
+    transfer = priced.filter(pl.col("i") % 3 == 0).select("hour_start", "instance_id", pl.lit(0.01).alias("cost"))
+    plane = pl.DataFrame({"hour_start": day[::2], "cluster": [cluster] * 12, "cost": [0.1] * 12,
+                          "currency": ["USD"] * 12}).with_columns(pl.col("hour_start").cast(UTC))
+    common = {"cost_center": cc.name, "cluster": cluster, "instance_costs": costs, "control_plane": plane,
+              "options": AllocationConfig.model_validate(options), "cost_basis": "amortized", "transfer_costs": transfer}
+
+    stacked = allocate_hours(stack_hours(hour_frames), hours=day, **common)
+    alone = pl.concat([allocate_hour(frames, hour=h, **common) for h, frames in hour_frames])
+
+    key = ["hour_start", "namespace", "pod", "uid", "node"]
+    assert stacked.height == alone.height > 24 * 30
+    shared = options.get("cluster_overhead") == "shared"
+    assert set(stacked["namespace"]) >= {"__unpriced__", "__unallocated__"} | (
+        {"__idle__"} if options.get("idle") == "separate" else set()) | (set() if shared else {"__cluster_overhead__"})
+    assert (stacked["overhead_cost"].filter(~stacked["namespace"].str.starts_with("__")).sum() > 0) == shared
+    joined = stacked.join(alone, on=key, how="full", nulls_equal=True, suffix="_alone")
+    assert joined.filter(pl.col("hour_start").is_null() | pl.col("hour_start_alone").is_null()).height == 0
+    for column, dtype in stacked.schema.items():
+        if column in key:
+            continue
+        if dtype == pl.Float64:
+            worst = joined.select((pl.col(column).fill_null(0.0) - pl.col(f"{column}_alone").fill_null(0.0)).abs().max()).item()
+            assert worst <= 1e-12, f"{column}: off by {worst}"
+        else:
+            differs = joined.filter(pl.col(column).ne_missing(pl.col(f"{column}_alone")))
+            assert differs.height == 0, f"{column}: {differs.select(*key, column, f'{column}_alone').head(3)}"
+    assert stacked["total_cost"].sum() == pytest.approx(costs["cost"].sum() + transfer["cost"].sum() + plane["cost"].sum(),
+                                                        rel=1e-12)
