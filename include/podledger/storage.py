@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -21,6 +22,10 @@ class ObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def list(self, prefix: str) -> list[str]: ...
+
+    def modified(self, prefix: str) -> dict[str, dt.datetime]:
+        """The keys under ``prefix`` with the time each was last written (UTC), from the same listings as ``list``."""
+        ...
 
     def delete(self, keys: list[str]) -> None: ...
 
@@ -82,8 +87,11 @@ class FsspecStore:
 
     def _walk(self, prefix: str, *, recursive: bool = True) -> list[str]:
         """Keys under ``prefix`` by listings with delimiter "/" only (what least-privilege policies allow)."""
+        return list(self._walk_detail(prefix, recursive=recursive))
+
+    def _walk_detail(self, prefix: str, *, recursive: bool = True) -> dict[str, dict[str, Any]]:
         root = self.bucket.rstrip("/") + "/"
-        folders, keys = [prefix.rstrip("/") + "/" if prefix else ""], []
+        folders, keys = [prefix.rstrip("/") + "/" if prefix else ""], {}
         while folders:
             folder = folders.pop()
             try:
@@ -96,19 +104,25 @@ class FsspecStore:
                     if recursive:
                         folders.append(name.rstrip("/") + "/")
                 elif name.startswith(prefix):
-                    keys.append(name)
+                    keys[name] = entry
         return keys
 
-    def list(self, prefix: str) -> list[str]:
-        if self.scheme == "s3":
-            return sorted(self._walk(prefix))
-        base = self._path(prefix)
+    def _find(self, prefix: str) -> dict[str, dict[str, Any]]:
         root = self.bucket.rstrip("/") + "/"
         try:
-            found = self._fs.find(base)
+            found = self._fs.find(self._path(prefix), detail=True)
         except FileNotFoundError:
-            return []
-        return sorted(path[len(root):] if path.startswith(root) else path.split(root, 1)[-1] for path in found)
+            return {}
+        return {(path[len(root):] if path.startswith(root) else path.split(root, 1)[-1]): info
+                for path, info in found.items()}
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(self._walk(prefix) if self.scheme == "s3" else self._find(prefix))
+
+    def modified(self, prefix: str) -> dict[str, dt.datetime]:
+        if self.scheme == "s3":
+            return {key: info["LastModified"].astimezone(dt.UTC) for key, info in self._walk_detail(prefix).items()}
+        return {key: dt.datetime.fromtimestamp(info["mtime"], dt.UTC) for key, info in self._find(prefix).items()}
 
     def delete(self, keys: list[str]) -> None:
         if keys:

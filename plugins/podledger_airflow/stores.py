@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from podledger.storage import parent_folder
@@ -36,19 +38,25 @@ class S3HookStore:
 
     def _walk(self, prefix: str, *, recursive: bool = True) -> list[str]:
         """Keys under ``prefix`` by ListObjectsV2 with delimiter "/" only (what least-privilege policies allow)."""
+        return list(self._walk_detail(prefix, recursive=recursive))
+
+    def _walk_detail(self, prefix: str, *, recursive: bool = True) -> dict[str, dt.datetime]:
         paginator = self.hook.get_conn().get_paginator("list_objects_v2")
         folders = [prefix.rstrip("/") + "/" if prefix else ""]
-        keys: list[str] = []
+        keys: dict[str, dt.datetime] = {}
         while folders:
             folder = folders.pop()
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
-                keys += [item["Key"] for item in page.get("Contents", [])]
+                keys.update((item["Key"], item["LastModified"]) for item in page.get("Contents", []))
                 if recursive:
                     folders += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-        return [k for k in keys if k.startswith(prefix)]
+        return {k: v for k, v in keys.items() if k.startswith(prefix)}
 
     def list(self, prefix: str) -> list[str]:
         return sorted(self._walk(prefix))
+
+    def modified(self, prefix: str) -> dict[str, dt.datetime]:
+        return {key: when.astimezone(dt.UTC) for key, when in self._walk_detail(prefix).items()}
 
     def delete(self, keys: list[str]) -> None:
         if keys:

@@ -43,7 +43,7 @@ def test_two_cost_centers_writing_one_cluster_folder_are_refused(tmp_path, name,
 
 def test_retention_deletes_only_its_own_clusters_windows(moto):
     store = s3_store(moto, "retention-owned")
-    now = dt.datetime(2026, 11, 22, 12, tzinfo=UTC)
+    now = dt.datetime.now(UTC) + dt.timedelta(days=45)  # the objects written below are 45 days old by then
     old = Window(now - dt.timedelta(days=40), now - dt.timedelta(days=40) + dt.timedelta(hours=1))
     mine = [metric_key("k8s/prometheus", "prod", old, "cpu_usage"), manifest_key("k8s/prometheus", "prod", old)]
     theirs = [metric_key("k8s/prometheus", "dev", old, "cpu_usage"), manifest_key("k8s/prometheus", "dev", old)]
