@@ -11,8 +11,10 @@ under the same name every day) and its CUR 2.0 export (manifest + Parquet). Then
   check against the bill's files) writing each day's rows and split line items as Parquet, as the DAG task does;
 - the peer: the same split rule (AWS Split Cost Allocation Data: allocated = max(request, usage), weights CPU 9 :
   memory 1, GPU nodes 9 : 0.9 : 0.1, denominator max(capacity, Σ allocated), unused redistributed by allocation)
-  written as one DuckDB SQL query per day over the same files, writing Parquet; no restarts, init containers,
-  labels or reconciliation.
+  written as one DuckDB SQL query per day over the same files, writing Parquet: the same rows (average requests
+  over the pod's present seconds, Kubernetes' effective request with init containers and sidecars, usage per
+  incarnation, network bytes, owners through the ReplicaSet, pod/namespace/node labels as JSON, idle rows), without
+  podledger's checks (reconciliation, the independent bill check, split line items).
 
 Runs are interleaved (podledger, peer, podledger, peer, ...) so a noisy neighbour hits both alike.
 """
@@ -262,7 +264,85 @@ def run_podledger(root: Path, days: int) -> dict:
 
 
 PEER_SQL = """
-WITH cap AS (
+WITH
+running AS (
+    SELECT window_start AS hour, namespace, pod, uid, sum(running_seconds) AS running_s,
+           sum(present_seconds) AS present_s
+    FROM read_parquet({pod_running}) GROUP BY ALL),
+sidecars AS (
+    SELECT DISTINCT window_start AS hour, namespace, pod, uid, container
+    FROM read_parquet({init_container_info}) WHERE restart_policy = 'Always'),
+requests AS (
+    SELECT window_start AS hour, namespace, pod, uid, container, 'cpu' AS resource, false AS init,
+           sum(request_core_seconds) AS s FROM read_parquet({cpu_requests}) GROUP BY ALL
+    UNION ALL
+    SELECT window_start, namespace, pod, uid, container, 'memory', false, sum(request_byte_seconds)
+    FROM read_parquet({memory_requests}) GROUP BY ALL
+    UNION ALL
+    SELECT window_start, namespace, pod, uid, container, 'gpu', false, sum(request_gpu_seconds)
+    FROM read_parquet({gpu_requests}) WHERE resource = 'nvidia_com_gpu' GROUP BY ALL
+    UNION ALL
+    SELECT window_start, namespace, pod, uid, container, 'cpu', true, sum(request_core_seconds)
+    FROM read_parquet({init_cpu_requests}) GROUP BY ALL
+    UNION ALL
+    SELECT window_start, namespace, pod, uid, container, 'memory', true, sum(request_byte_seconds)
+    FROM read_parquet({init_memory_requests}) GROUP BY ALL),
+typed AS (  -- the average request over the seconds the pod existed; app, sidecar or init container
+    SELECT q.hour, q.namespace, q.pod, q.uid, q.resource, q.s / coalesce(r.present_s, 3600) AS request,
+           CASE WHEN NOT q.init THEN 'app' WHEN c.container IS NOT NULL THEN 'sidecar' ELSE 'init' END AS kind
+    FROM requests q LEFT JOIN running r USING (hour, namespace, pod, uid)
+    LEFT JOIN sidecars c USING (hour, namespace, pod, uid, container)),
+effective AS (  -- Kubernetes' effective request: max(apps + sidecars, max(init) + sidecars)
+    SELECT hour, namespace, pod, uid, resource,
+           greatest(coalesce(sum(request) FILTER (WHERE kind = 'app'), 0), coalesce(max(request) FILTER (WHERE kind = 'init'), 0))
+           + coalesce(sum(request) FILTER (WHERE kind = 'sidecar'), 0) AS eff
+    FROM typed GROUP BY ALL),
+eff AS (
+    SELECT hour, namespace, pod, uid, coalesce(max(eff) FILTER (WHERE resource = 'cpu'), 0) AS cpu_req,
+           coalesce(max(eff) FILTER (WHERE resource = 'memory'), 0) AS mem_req,
+           coalesce(max(eff) FILTER (WHERE resource = 'gpu'), 0) AS gpu_req
+    FROM effective GROUP BY ALL),
+cpu_used AS (SELECT window_start AS hour, namespace, pod, uid, sum(usage_core_seconds) / 3600 AS cpu_used
+             FROM read_parquet({cpu_usage}) GROUP BY ALL),
+mem_used AS (SELECT window_start AS hour, namespace, pod, uid, sum(usage_byte_seconds) / 3600 / 1073741824 AS mem_used
+             FROM read_parquet({memory_usage}) GROUP BY ALL),
+tx AS (SELECT window_start AS hour, namespace, pod, uid, sum(bytes) AS tx FROM read_parquet({network_transmit}) GROUP BY ALL),
+rx AS (SELECT window_start AS hour, namespace, pod, uid, sum(bytes) AS rx FROM read_parquet({network_receive}) GROUP BY ALL),
+info AS (SELECT window_start AS hour, namespace, pod, uid, arg_max(node, present_seconds) AS node
+         FROM read_parquet({pod_info}) WHERE node <> '' GROUP BY ALL),
+owner AS (
+    SELECT o.window_start AS hour, o.namespace, o.pod, o.uid,
+           CASE WHEN o.owner_kind = 'ReplicaSet' AND rs.owner_name IS NOT NULL THEN rs.owner_kind ELSE o.owner_kind END
+               AS controller_kind,
+           CASE WHEN o.owner_kind = 'ReplicaSet' AND rs.owner_name IS NOT NULL THEN rs.owner_name ELSE o.owner_name END
+               AS controller_name
+    FROM read_parquet({pod_owner}) o LEFT JOIN read_parquet({replicaset_owner}) rs
+        ON rs.window_start = o.window_start AND rs.namespace = o.namespace AND rs.replicaset = o.owner_name),
+pod_labels AS (SELECT window_start AS hour, namespace, pod, uid, {labels_json} AS pod_labels
+               FROM read_parquet({pod_labels})),
+ns_labels AS (SELECT window_start AS hour, namespace, {labels_json} AS namespace_labels
+              FROM read_parquet({namespace_labels})),
+node_labels AS (SELECT window_start AS hour, node, {labels_json} AS node_labels FROM read_parquet({node_labels})),
+pods AS (
+    SELECT r.hour, i.node, r.namespace, r.pod, r.uid, coalesce(o.controller_kind, 'Pod') AS controller_kind,
+           coalesce(o.controller_name, r.pod) AS controller_name, l.pod_labels, nl.namespace_labels, dl.node_labels,
+           r.running_s / 3600 AS running_hours, e.cpu_req * r.running_s / 3600 AS cpu_request_core_hours,
+           e.mem_req / 1073741824 * r.running_s / 3600 AS memory_request_gib_hours,
+           e.gpu_req * r.running_s / 3600 AS gpu_request_hours, cu.cpu_used AS cpu_usage_core_hours,
+           mu.mem_used AS memory_usage_gib_hours, tx.tx AS network_transmit_bytes, rx.rx AS network_receive_bytes
+    FROM running r
+    LEFT JOIN eff e USING (hour, namespace, pod, uid) LEFT JOIN info i USING (hour, namespace, pod, uid)
+    LEFT JOIN cpu_used cu USING (hour, namespace, pod, uid) LEFT JOIN mem_used mu USING (hour, namespace, pod, uid)
+    LEFT JOIN tx USING (hour, namespace, pod, uid) LEFT JOIN rx USING (hour, namespace, pod, uid)
+    LEFT JOIN owner o USING (hour, namespace, pod, uid) LEFT JOIN pod_labels l USING (hour, namespace, pod, uid)
+    LEFT JOIN ns_labels nl USING (hour, namespace) LEFT JOIN node_labels dl ON dl.hour = r.hour AND dl.node = i.node
+    WHERE r.running_s > 0),
+alloc AS (
+    SELECT *, greatest(cpu_request_core_hours, coalesce(cpu_usage_core_hours, 0)) AS cpu_alloc,
+           greatest(memory_request_gib_hours, coalesce(memory_usage_gib_hours, 0)) AS mem_alloc,
+           gpu_request_hours AS gpu_alloc
+    FROM pods),
+cap AS (
     SELECT window_start AS hour, node,
            sum(CASE WHEN resource = 'cpu' THEN unit_seconds END) / 3600 AS cpu_cap,
            sum(CASE WHEN resource = 'memory' THEN unit_seconds END) / 3600 / 1073741824 AS mem_cap,
@@ -275,41 +355,42 @@ node AS (
                  sum(line_item_unblended_cost) AS cost
           FROM read_parquet({cur}) WHERE line_item_usage_start_date >= $start AND line_item_usage_start_date < $end
           GROUP BY ALL) c ON c.hour = n.window_start AND c.instance_id = regexp_extract(n.provider_id, 'i-[0-9a-f]+')),
-req AS (
-    SELECT c.window_start AS hour, c.namespace, c.pod, c.uid, c.node, sum(c.request_core_seconds) / 3600 AS cpu_req,
-           sum(m.request_byte_seconds) / 3600 / 1073741824 AS mem_req
-    FROM read_parquet({cpu_requests}) c
-    JOIN read_parquet({memory_requests}) m USING (window_start, namespace, pod, uid, container)
-    GROUP BY ALL),
-used AS (
-    SELECT c.window_start AS hour, c.namespace, c.pod, c.uid, sum(c.usage_core_seconds) / 3600 AS cpu_used,
-           sum(m.usage_byte_seconds) / 3600 / 1073741824 AS mem_used
-    FROM read_parquet({cpu_usage}) c JOIN read_parquet({memory_usage}) m USING (window_start, namespace, pod, uid, container)
-    GROUP BY ALL),
-gpu AS (SELECT window_start AS hour, namespace, pod, uid, sum(request_gpu_seconds) / 3600 AS gpu_req
-        FROM read_parquet({gpu_requests}) GROUP BY ALL),
-pods AS (
-    SELECT r.hour, r.node, r.namespace, r.pod, r.uid, greatest(r.cpu_req, coalesce(u.cpu_used, 0)) AS cpu_alloc,
-           greatest(r.mem_req, coalesce(u.mem_used, 0)) AS mem_alloc, coalesce(g.gpu_req, 0) AS gpu_alloc
-    FROM req r LEFT JOIN used u USING (hour, namespace, pod, uid) LEFT JOIN gpu g USING (hour, namespace, pod, uid)),
 totals AS (SELECT hour, node, sum(cpu_alloc) AS cpu_total, sum(mem_alloc) AS mem_total, sum(gpu_alloc) AS gpu_total
-           FROM pods GROUP BY ALL),
+           FROM alloc GROUP BY ALL),
 priced AS (
-    SELECT node.hour, node.node, node.cost, cap.*, t.cpu_total, t.mem_total, t.gpu_total,
+    SELECT node.hour, node.node, node.instance_id, node.cost, cap.cpu_cap, cap.mem_cap, cap.gpu_cap,
+           coalesce(t.cpu_total, 0) AS cpu_total, coalesce(t.mem_total, 0) AS mem_total,
+           coalesce(t.gpu_total, 0) AS gpu_total,
            CASE WHEN cap.gpu_cap > 0 THEN 0.9 ELSE 9 END AS w_cpu, CASE WHEN cap.gpu_cap > 0 THEN 0.1 ELSE 1 END AS w_mem,
            CASE WHEN cap.gpu_cap > 0 THEN 9 ELSE 0 END AS w_gpu
-    FROM node JOIN cap USING (hour, node) JOIN totals t USING (hour, node)),
-unit AS (SELECT *, cost / (w_cpu * cpu_cap + w_mem * mem_cap + w_gpu * gpu_cap) AS unit FROM priced)
-SELECT p.hour, p.node, p.namespace, p.pod, p.uid,
-       p.cpu_alloc / greatest(cpu_cap, cpu_total) * cpu_cap * w_cpu * unit AS cpu_cost,
-       p.mem_alloc / greatest(mem_cap, mem_total) * mem_cap * w_mem * unit AS memory_cost,
-       CASE WHEN gpu_cap > 0 THEN p.gpu_alloc / greatest(gpu_cap, gpu_total) * gpu_cap * w_gpu * unit ELSE 0 END AS gpu_cost,
-       CASE WHEN cpu_total > 0 THEN p.cpu_alloc / cpu_total * greatest(cpu_cap - cpu_total, 0) * w_cpu * unit ELSE 0 END
-       + CASE WHEN mem_total > 0 THEN p.mem_alloc / mem_total * greatest(mem_cap - mem_total, 0) * w_mem * unit ELSE 0 END
-       + CASE WHEN gpu_total > 0 THEN p.gpu_alloc / gpu_total * greatest(gpu_cap - gpu_total, 0) * w_gpu * unit ELSE 0 END
-         AS unused_cost
-FROM pods p JOIN unit USING (hour, node)
+    FROM node JOIN cap USING (hour, node) LEFT JOIN totals t USING (hour, node)),
+unit AS (SELECT *, cost / (w_cpu * cpu_cap + w_mem * mem_cap + w_gpu * gpu_cap) AS unit FROM priced),
+pod_rows AS (
+    SELECT p.*, u.instance_id,
+           CASE WHEN greatest(cpu_cap, cpu_total) > 0 THEN p.cpu_alloc / greatest(cpu_cap, cpu_total) ELSE 0 END
+               * cpu_cap * w_cpu * unit AS cpu_cost,
+           CASE WHEN greatest(mem_cap, mem_total) > 0 THEN p.mem_alloc / greatest(mem_cap, mem_total) ELSE 0 END
+               * mem_cap * w_mem * unit AS memory_cost,
+           CASE WHEN greatest(gpu_cap, gpu_total) > 0 THEN p.gpu_alloc / greatest(gpu_cap, gpu_total) ELSE 0 END
+               * gpu_cap * w_gpu * unit AS gpu_cost,
+           CASE WHEN cpu_total > 0 THEN p.cpu_alloc / cpu_total * greatest(cpu_cap - cpu_total, 0) * w_cpu * unit ELSE 0 END
+           + CASE WHEN mem_total > 0 THEN p.mem_alloc / mem_total * greatest(mem_cap - mem_total, 0) * w_mem * unit ELSE 0 END
+           + CASE WHEN gpu_total > 0 THEN p.gpu_alloc / gpu_total * greatest(gpu_cap - gpu_total, 0) * w_gpu * unit ELSE 0 END
+             AS unused_cost
+    FROM alloc p JOIN unit u USING (hour, node)),
+idle AS (  -- the capacity of a resource nobody on the node allocated has no pod to land on
+    SELECT hour, node, instance_id, CASE WHEN cpu_total = 0 THEN cpu_cap * w_cpu * unit ELSE 0 END
+           + CASE WHEN mem_total = 0 THEN mem_cap * w_mem * unit ELSE 0 END
+           + CASE WHEN gpu_total = 0 THEN gpu_cap * w_gpu * unit ELSE 0 END AS amount
+    FROM unit)
+SELECT *, cpu_cost + memory_cost + gpu_cost + unused_cost AS total_cost FROM pod_rows
+UNION ALL BY NAME
+SELECT hour, node, instance_id, '__idle__' AS namespace, '__idle__' AS pod, amount AS unused_cost, amount AS total_cost
+FROM idle WHERE amount <> 0
 """
+# A labels map as JSON text, KSM's label_ prefix removed, keys sorted.
+LABELS_JSON = ("to_json(map_from_entries(list_sort(list_transform(map_entries(labels), "
+               "lambda e: {{'key': regexp_replace(e.key, '^label_', ''), 'value': e.value}}))))")
 
 
 def run_peer(root: Path, days: int) -> dict:
@@ -328,15 +409,38 @@ def run_peer(root: Path, days: int) -> dict:
         period_end = billing_period_end(moment)
         folder = root / "metrics" / PREFIX / CLUSTER / f"end={period_end:%Y%m%d}" / f"day={moment.day}"
         files = {name: str(folder / f"metric={name}" / "*.parquet") for name in (
-            "node_capacity", "node_info", "cpu_requests", "memory_requests", "cpu_usage", "memory_usage", "gpu_requests")}
-        sql = PEER_SQL.format(cur=cur, **{k: repr(v) for k, v in files.items()})
+            "node_capacity", "node_info", "cpu_requests", "memory_requests", "cpu_usage", "memory_usage", "gpu_requests",
+            "init_cpu_requests", "init_memory_requests", "init_container_info", "pod_running", "pod_info",
+            "network_transmit", "network_receive", "pod_owner", "replicaset_owner", "pod_labels", "namespace_labels",
+            "node_labels")}
+        sql = PEER_SQL.format(cur=cur, labels_json=LABELS_JSON.format(), **{k: repr(v) for k, v in files.items()})
         target = out / f"{moment:%Y%m%d}.parquet"
         con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)",
                     {"start": moment, "end": moment + dt.timedelta(days=1)})
-        n, s = con.execute(f"SELECT count(*), sum(cpu_cost + memory_cost + gpu_cost + unused_cost) FROM '{target}'").fetchone()
+        n, s = con.execute(f"SELECT count(*), sum(total_cost) FROM '{target}'").fetchone()
         rows += n
         total += s
     return {"rows": rows, "total_cost": total}
+
+
+def compare_outputs(root: Path) -> str:
+    """How far apart the two implementations are on the first day, pod-hour by pod-hour (idle rows by node-hour)."""
+    day = f"{START:%Y%m%d}"
+    key = ["hour_start", "namespace", "pod", "uid", "node"]
+    ours = pl.read_parquet(root / "out-podledger" / f"{day}.parquet").select(*key, "total_cost", "pod_labels",
+                                                                           "controller_name")
+    peer = (pl.read_parquet(root / "out-peer" / f"{day}.parquet")
+            .select(pl.col("hour").cast(UTC).alias("hour_start"), "namespace", "pod", pl.col("uid").fill_null(""),
+                    "node", "total_cost", "pod_labels", "controller_name")
+            .with_columns(pl.col("uid").replace("", None)))
+    ours = ours.with_columns(pl.col("uid").replace("", None))
+    both = ours.join(peer, on=key, how="full", nulls_equal=True, coalesce=True, suffix="_peer")
+    alone = both.filter(pl.col("total_cost").is_null() | pl.col("total_cost_peer").is_null()).height
+    worst = both.select((pl.col("total_cost") - pl.col("total_cost_peer")).abs().max()).item()
+    owners = both.filter(pl.col("controller_name").ne_missing(pl.col("controller_name_peer"))).height
+    labels = both.filter(pl.col("pod_labels").str.replace_all(" ", "").ne_missing(pl.col("pod_labels_peer"))).height
+    return (f"first day, row by row: {both.height:,} rows, {alone} in one output only, largest cost difference "
+            f"{worst:.1e}, {owners} owners and {labels} pod label texts differ")
 
 
 def child(kind: str, root: Path, days: int) -> dict:
@@ -380,6 +484,8 @@ def main() -> None:
               f"({peer_wall / days:5.2f}s/day, peak RSS {max(r['peak_rss_mib'] for r in peer):,.0f} MiB) | "
               f"peer/podledger {peer_wall / wall:.2f}x")
         billed = billed_per_day * days
+        if days == 1:
+            print(f"          {compare_outputs(root)}")
         print(f"          allocated: podledger {ours[0]['total_cost']:,.6f}, peer {peer[0]['total_cost']:,.6f}, "
               f"billed {billed:,.6f} (podledger difference {abs(ours[0]['total_cost'] - billed):.1e})")
 

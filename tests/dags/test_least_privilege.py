@@ -85,7 +85,7 @@ def test_dags_and_cli_run_under_the_seeds_policy_with_no_denied_call(airflow_db,
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
         "conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
         "extra": {"endpoint_url": url, "region_name": "us-east-1"}}))
-    # An expired window (40 days before the runs' interval end) for retention to delete.
+    # A window 40 days before the runs' hours, for retention to delete once it is old by export time too.
     old = Window(SYNTH_START - dt.timedelta(days=40), SYNTH_START - dt.timedelta(days=40, hours=-1))
     stale = metric_key(PREFIX, "demo-eks", old, "cpu_usage")
     s3_store(moto, metrics).put(stale, b"old")
@@ -104,12 +104,18 @@ def test_dags_and_cli_run_under_the_seeds_policy_with_no_denied_call(airflow_db,
     span = ["--cost-center", "leastpriv", "--config", str(config), "--start", conf["start"], "--end", conf["end"]]
     assert cli(["validate", *span]) == 0
     assert cli(["allocate", *span, "--out", str(tmp_path / "rows.parquet")]) == 0
-    assert cli(["retention", "--cost-center", "leastpriv", "--config", str(config)]) == 0
+    keys = s3_store(moto, metrics).list(PREFIX)
+    # The runs' retention kept what they exported today, and the stale window too (written today as well).
+    assert stale in keys and sum(k.endswith("_manifest.json") for k in keys) == 2
+    # 31 days on, every window is old by both clocks (window start and export time): retention deletes them
+    # under the policy, by delimited listings and DeleteObjects only.
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=31)).isoformat()
+    assert cli(["retention", "--cost-center", "leastpriv", "--config", str(config), "--now", later]) == 0
     denied = log.read_text().splitlines()
     assert denied == [], f"{len(denied)} call(s) denied by the seed's policy, first: {denied[:1]}"
     keys = s3_store(moto, metrics).list(PREFIX)
     assert stale not in keys, "retention deleted the expired window under the policy"
-    assert sum(k.endswith("_manifest.json") for k in keys) == 2
+    assert not [k for k in keys if "_manifests/" in k or "/metric=" in k], keys[:3]
 
 
 @pytest.mark.parametrize("with_airflow", [True, False], ids=["through Airflow's AwsBaseHook", "without Airflow"])

@@ -84,3 +84,41 @@ def test_a_uid_seen_on_two_nodes_is_split_by_its_time_on_each():
     assert pods["running_hours"].to_list() == pytest.approx([0.25, 0.75])
     assert pods["cpu_request_core_hours"].to_list() == pytest.approx([0.5, 1.5])
     assert pods["cpu_usage_core_hours"].to_list() == pytest.approx([0.25, 0.75])
+
+
+def test_stacked_hours_keep_each_hours_own_sources():
+    """A day is computed stacked; each hour must still use what it has: phase series in one hour, kube_pod_info
+    alone in the next (the fallback is per hour), podledger 0.1 request rows in a third, labels that change."""
+    import datetime as dt
+
+    from podledger.usage import pod_hours, stack_hours
+
+    key = {"namespace": ["shop"], "pod": ["web-0"], "uid": ["a"]}
+    info = pl.DataFrame({**key, "node": ["n1"], "present_seconds": [3600.0]})
+    labels = [[{"key": "label_app", "value": "web"}]]
+    with_phase = {
+        "pod_running": pl.DataFrame({**key, "running_seconds": [1800.0], "present_seconds": [3600.0]}),
+        "pod_info": info,
+        "cpu_requests": pl.DataFrame({**key, "container": ["app"], "node": ["n1"], "request_core_seconds": [3600.0]}),
+        "pod_labels": pl.DataFrame({**key, "labels": labels}),
+    }
+    info_only = {  # no kube_pod_status_phase this hour: kube_pod_info says it ran the whole hour
+        "pod_running": with_phase["pod_running"].clear(), "pod_info": info,
+        "cpu_requests": pl.DataFrame({**key, "container": ["app"], "node": ["n1"], "request_core_seconds": [7200.0]}),
+        "pod_labels": pl.DataFrame({**key, "labels": [[{"key": "label_app", "value": "web-v2"}]]}),
+    }
+    old_layout = {  # podledger 0.1 rows: present_seconds on the request rows
+        "pod_running": pl.DataFrame({**key, "running_seconds": [3600.0]}), "pod_info": info,
+        "cpu_requests": pl.DataFrame({**key, "container": ["app"], "node": ["n1"], "request_core_seconds": [1800.0],
+                                      "present_seconds": [3600.0]}),
+        "pod_labels": pl.DataFrame({**key, "labels": labels}),
+    }
+    hours = [dt.datetime(2026, 11, 2, h, tzinfo=dt.UTC) for h in range(3)]
+    hourly = [(h, f) for h, f in zip(hours, (with_phase, info_only, old_layout), strict=True)]
+    stacked = pod_hours(stack_hours(hourly)).sort("hour_start")
+    alone = [pod_hours(frames) for _, frames in hourly]
+    assert stacked["running_hours"].to_list() == pytest.approx([0.5, 1.0, 1.0])
+    assert stacked["cpu_request_core_hours"].to_list() == pytest.approx([0.5, 2.0, 0.5])
+    assert stacked["pod_labels"].to_list() == ['{"app": "web"}', '{"app": "web-v2"}', '{"app": "web"}']
+    for column in ("running_hours", "cpu_request_core_hours", "pod_labels", "node"):
+        assert stacked[column].to_list() == [frame[column][0] for frame in alone], column
