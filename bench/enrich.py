@@ -260,6 +260,7 @@ def run_podledger(root: Path, days: int) -> dict:
         result.split_line_items.write_parquet(out / f"{day:%Y%m%d}.split_line_items.parquet")
         rows += result.rows.height
         total += float(result.rows["total_cost"].sum())
+        del result, buffer  # as the DAG task does: a day's output is written and released before the next day
     return {"rows": rows, "total_cost": total}
 
 
