@@ -57,8 +57,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 print(f"skipped {cluster.name} {window}: already complete (--force re-exports)")
                 continue
             manifest = export_window(client, store, cc, cluster, window, adopt=args.adopt)
-            rows = sum(m["rows"] for m in manifest["metrics"].values())
-            print(f"exported {cluster.name} {window}: {len(manifest['metrics'])} metrics, {rows} rows")
+            print(f"exported {cluster.name} {window}: {len(manifest.metrics)} metrics, {manifest.rows} rows")
     return 0
 
 
@@ -70,10 +69,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     for cluster in _clusters(cc, args.cluster):
         windows = plan_windows(args.start, args.end, cc.time_frame_seconds)
         for item in import_history(store, cc, cluster, windows, adopt=args.adopt):
-            window = item.manifest["window"]
-            rows = sum(m["rows"] for m in item.manifest["metrics"].values())
-            print(f"imported {cluster.name} {window['start'][:16]}Z: {len(item.manifest['metrics'])} metrics, "
-                  f"{rows} rows, {len(item.warnings)} warning(s)")
+            print(f"imported {cluster.name} {item.manifest.window.start:%Y-%m-%dT%H:%M}Z: "
+                  f"{len(item.manifest.metrics)} metrics, {item.manifest.rows} rows, {len(item.warnings)} warning(s)")
             for warning in item.warnings:
                 print(f"  warning: {warning}")
     return 0

@@ -31,7 +31,7 @@ from podledger.catalog import (
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import QueryTooLarge
 from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
-from podledger.manifests import check_owner, manifest_head, refuse_foreign_files
+from podledger.manifests import Manifest, MetricEntry, check_owner, manifest_head, refuse_foreign_files
 from podledger.metric_files import serialise
 from podledger.promclient import QueryResult, instant_query, range_query
 from podledger.shards import Shard, shard_label
@@ -354,7 +354,7 @@ def _export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfi
                              "wire_bytes": raw.wire_bytes, "prometheus_samples": raw.samples}
     probes = run_probes(client, cluster, window, cluster_label=cluster_label,
                         timeout=cost_center.query_timeout_seconds, retries=cost_center.query_retries)
-    entries: dict[str, Any] = {}
+    entries: dict[str, MetricEntry] = {}
     for frame in frames:
         key = metric_key(prefix, cluster.name, window, frame.spec.name, fmt)
         store.put(key, serialise(frame.table, fmt, metric=frame.spec.name, keys=frame.spec.keys, window=window,
@@ -371,14 +371,11 @@ def _export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfi
         }
         log.info("cluster %s window %s metric %s: %d rows -> %s", cluster.name, window, frame.spec.name,
                  frame.table.num_rows, key)
-    manifest = {
-        **manifest_head(cost_center, cluster, window, exporter="podledger", started=started),
-        "metrics": entries,
-        "raw": raw_entries,
-        "probes": probes,
+    manifest = Manifest.build(
+        manifest_head(cost_center, cluster, window, exporter="podledger", started=started), metrics=entries,
+        raw=raw_entries, probes=probes,
         # Prometheus's own execution time for everything this window asked (metrics, reset checks, probes).
-        "prometheus_exec_seconds": round(sum(f.prometheus_seconds for f in frames) + probes["prometheus_exec_seconds"], 4),
-    }
-    store.put(m_key, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        prometheus_exec_seconds=round(sum(f.prometheus_seconds for f in frames) + probes["prometheus_exec_seconds"], 4))
+    store.put(m_key, manifest.to_json())
     log.info("cluster %s window %s: complete, manifest %s", cluster.name, window, m_key)
     return manifest

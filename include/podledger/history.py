@@ -39,7 +39,7 @@ from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import ExportIncompleteError
 from podledger.export import enabled_metrics, rollup_table
 from podledger.layout import Window, day_prefix, manifest_key, metric_key
-from podledger.manifests import check_owner, manifest_head, refuse_foreign_files
+from podledger.manifests import Manifest, MetricEntry, check_owner, manifest_head, refuse_foreign_files
 from podledger.metric_files import serialise
 from podledger.storage import ObjectStore, split_uri
 
@@ -156,7 +156,7 @@ def parse_raw_answer(data: bytes, key: str, window: Window | None) -> RawFile:
 class ImportedWindow:
     """What importing one cluster-window did: the manifest written and its warnings."""
 
-    manifest: dict[str, Any]
+    manifest: Manifest
     warnings: list[str] = field(default_factory=list)
 
 
@@ -353,7 +353,7 @@ def import_window(store: ObjectStore, cost_center: CostCenterConfig, cluster: Cl
                                    "query_range": bool((raw.points["ts"] == window.start.timestamp()).any())}
         tables.append((spec, rollup_table(spec, cluster.name, window, rows)))
 
-    entries: dict[str, Any] = {}
+    entries: dict[str, MetricEntry] = {}
     for spec, table in tables:
         key = metric_key(prefix, cluster.name, window, spec.name, fmt)
         store.put(key, serialise(table, fmt, metric=spec.name, keys=spec.keys, window=window,
@@ -367,14 +367,10 @@ def import_window(store: ObjectStore, cost_center: CostCenterConfig, cluster: Cl
                         "range-selector dumps (x[1h]) hold the samples themselves and have no such error")
     for warning in warnings:
         log.warning("cluster %s window %s: %s", cluster.name, window, warning)
-    manifest = {
-        **manifest_head(cost_center, cluster, window, exporter="podledger import", started=started),
-        "metrics": entries,
-        "raw": {},
-        "probes": {},
-        "imported": {"sources": imported, "warnings": warnings},
-    }
-    store.put(m_key, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    manifest = Manifest.build(
+        manifest_head(cost_center, cluster, window, exporter="podledger import", started=started), metrics=entries,
+        raw={}, probes={}, imported={"sources": imported, "warnings": warnings})
+    store.put(m_key, manifest.to_json())
     log.info("cluster %s window %s: imported from raw history, manifest %s", cluster.name, window, m_key)
     return ImportedWindow(manifest, warnings)
 

@@ -1,11 +1,14 @@
-"""A window's manifest and who may write the window: the manifest's common head (export and import alike), the
-cost center owning a window, and files at podledger's keys that podledger did not write."""
+"""A window's manifest and who may write the window: the :class:`Manifest` type (the one place a manifest is
+parsed and serialised), its common head (export and import alike), the cost center owning a window, and files at
+podledger's keys that podledger did not write."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NotRequired, TypedDict
 
 from podledger import __version__
 from podledger.config import ClusterConfig, CostCenterConfig
@@ -15,6 +18,98 @@ from podledger.metric_files import written_by_podledger
 from podledger.storage import ObjectStore
 
 MANIFEST_SCHEMA_VERSION = 1
+
+
+class MetricEntry(TypedDict):
+    """One metric file of a window, as its manifest lists it (export and import write the same shape)."""
+
+    key: str
+    rows: int
+    series: NotRequired[int]
+    required: NotRequired[bool]
+    query_seconds: NotRequired[float]
+    bytes_received: NotRequired[int]
+    wire_bytes: NotRequired[int]
+    prometheus_samples: NotRequired[int]
+    prometheus_exec_seconds: NotRequired[float]
+    splits: NotRequired[int]
+    imported_from: NotRequired[list[str]]
+
+
+@dataclass(frozen=True)
+class Manifest(Mapping[str, Any]):
+    """A cluster-window's manifest: written last by export and import (the window is complete only with it), read by
+    validation, enrichment and the CLI.
+
+    The fields podledger reads are attributes; the document stays whole (it reads as the JSON mapping it is), so
+    fields written by a newer or older podledger survive a read and a report.
+    """
+
+    document: dict[str, Any]
+
+    @classmethod
+    def build(cls, head: dict[str, Any], *, metrics: dict[str, MetricEntry], **rest: Any) -> Manifest:
+        """A new manifest: :func:`manifest_head`'s fields, the metric files, and the rest (raw, probes, imported…)."""
+        return cls({**head, "metrics": metrics, **rest})
+
+    @classmethod
+    def parse(cls, data: bytes) -> Manifest:
+        """Read a manifest's bytes; ``ValueError`` names what is wrong when they are not a podledger manifest."""
+        try:
+            document = json.loads(data)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not a JSON manifest ({exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"not a JSON manifest ({exc})") from None
+        if not isinstance(document, dict) or not isinstance(document.get("metrics"), dict):
+            raise ValueError("not a podledger manifest (no metrics)")
+        return cls(document)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.document, indent=1, sort_keys=True).encode()
+
+    def __getitem__(self, name: str) -> Any:
+        return self.document[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.document)
+
+    def __len__(self) -> int:
+        return len(self.document)
+
+    @property
+    def cluster(self) -> str:
+        return str(self.document["cluster"])
+
+    @property
+    def cost_center(self) -> str | None:
+        return self.document.get("cost_center")
+
+    @property
+    def window(self) -> Window:
+        return Window.from_dict(self.document["window"])
+
+    @property
+    def metrics(self) -> dict[str, MetricEntry]:
+        return self.document["metrics"]
+
+    @property
+    def probes(self) -> dict[str, Any]:
+        return self.document.get("probes") or {}
+
+    @property
+    def imported(self) -> dict[str, Any]:
+        """What an import from raw history recorded (``sources``, ``warnings``); empty for an export."""
+        return self.document.get("imported") or {}
+
+    @property
+    def scrape_interval_seconds(self) -> int | None:
+        return self.document.get("scrape_interval_seconds")
+
+    @property
+    def rows(self) -> int:
+        """The rows of every metric file."""
+        return sum(int(entry.get("rows", 0)) for entry in self.metrics.values())
 
 
 def manifest_head(cost_center: CostCenterConfig, cluster: ClusterConfig, window: Window, *, exporter: str,
@@ -35,8 +130,8 @@ def manifest_head(cost_center: CostCenterConfig, cluster: ClusterConfig, window:
 def check_owner(store: ObjectStore, key: str, cost_center: str) -> None:
     """Refuse to overwrite a window another cost center exported (two cost centers sharing a folder)."""
     try:
-        owner = json.loads(store.get(key)).get("cost_center")
-    except (ValueError, AttributeError):
+        owner = Manifest.parse(store.get(key)).cost_center
+    except ValueError:
         return  # an unreadable manifest marks nothing complete: the window is re-exported
     if owner and owner != cost_center:
         raise ExportIncompleteError(

@@ -19,6 +19,7 @@ from podledger.catalog import CATALOG_BY_NAME
 from podledger.config import CostCenterConfig
 from podledger.exceptions import ValidationFailed
 from podledger.layout import Window, manifest_key
+from podledger.manifests import Manifest
 from podledger.storage import ObjectStore, split_uri
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,8 @@ def report_key(manifest: str) -> str:
     return manifest.replace("_manifest.json", "_validation.json")
 
 
-def _window_label(manifest: dict) -> str:
-    window = Window.from_dict(manifest["window"])
-    return str(window)
+def _window_label(manifest: Manifest) -> str:
+    return str(manifest.window)
 
 
 def _names(items: list[dict], *keys: str, limit: int = 5) -> str:
@@ -67,10 +67,10 @@ def _names(items: list[dict], *keys: str, limit: int = 5) -> str:
     return ", ".join(shown) + more
 
 
-def check_manifest(manifest: dict) -> list[Finding]:
+def check_manifest(manifest: Manifest) -> list[Finding]:
     """Rules on a manifest: required metrics, KSM version, labels, duplicates, aggregates, resets, cluster label."""
-    cluster, window = manifest["cluster"], _window_label(manifest)
-    metrics, probes = manifest.get("metrics", {}), manifest.get("probes", {})
+    cluster, window = manifest.cluster, _window_label(manifest)
+    metrics, probes = manifest.metrics, manifest.probes
     found: list[Finding] = []
 
     def add(severity: str, rule: str, metric: str | None, message: str, fix: str) -> None:
@@ -87,7 +87,7 @@ def check_manifest(manifest: dict) -> list[Finding]:
         add(WARNING, "ksm_v1_metrics", None, f"kube-state-metrics v1 names also present ({', '.join(v1)})",
             "retire the old kube-state-metrics deployment; podledger reads only the v2 shapes")
 
-    for warning in (manifest.get("imported") or {}).get("warnings", []):
+    for warning in manifest.imported.get("warnings", []):
         metric = warning.split(":", 1)[0] if warning.split(":", 1)[0] in CATALOG_BY_NAME else None
         add(WARNING, "imported_history", metric, f"imported from raw history: {warning}",
             "export the window with podledger for exact rollups, or add the missing raw files and import again")
@@ -147,10 +147,10 @@ def check_manifest(manifest: dict) -> list[Finding]:
     return found
 
 
-def check_window_data(manifest: dict, frames: dict[str, pl.DataFrame]) -> list[Finding]:
+def check_window_data(manifest: Manifest, frames: dict[str, pl.DataFrame]) -> list[Finding]:
     """Rules on the exported rows: provider ids, pods without node, requests vs usage, scrape gaps."""
-    cluster, window = manifest["cluster"], _window_label(manifest)
-    seconds = Window.from_dict(manifest["window"]).seconds
+    cluster, window = manifest.cluster, _window_label(manifest)
+    seconds = manifest.window.seconds
     found: list[Finding] = []
 
     def add(severity: str, rule: str, metric: str | None, message: str, fix: str) -> None:
@@ -168,7 +168,7 @@ def check_window_data(manifest: dict, frames: dict[str, pl.DataFrame]) -> list[F
                 "this cluster from billing-based allocation")
         coverage = nodes["present_seconds"].max() / seconds
         if coverage > 2 - MIN_WINDOW_COVERAGE:
-            interval = manifest.get("scrape_interval_seconds")
+            interval = manifest.scrape_interval_seconds
             add(ERROR, "scrape_interval_mismatch", "node_info",
                 f"nodes have more samples than the window can hold at the configured scrape interval of {interval}s "
                 f"({coverage:.0%} of the window): every value-second (requests, memory) would be overstated",

@@ -6,13 +6,13 @@ Used by validation, enrichment and rightsizing. A missing or damaged object is a
 from __future__ import annotations
 
 import io
-import json
 
 import polars as pl
 
 from podledger.billing import entries_of_maps
 from podledger.exceptions import ExportIncompleteError
 from podledger.layout import Window, manifest_key
+from podledger.manifests import Manifest
 from podledger.metric_files import read_json_answer
 from podledger.storage import ObjectStore
 
@@ -31,7 +31,7 @@ def _damaged(store: ObjectStore, key: str, cluster: str, window: Window, what: s
         "damaged: re-export it with force (podledger export --force, or trigger the export DAG with force=true)")
 
 
-def read_manifest(store: ObjectStore, prefix: str, cluster: str, window: Window) -> dict:
+def read_manifest(store: ObjectStore, prefix: str, cluster: str, window: Window) -> Manifest:
     """Read a cluster-window's manifest; a missing or damaged one is an error naming it and the fix."""
     key = manifest_key(prefix, cluster, window)
     if not store.exists(key):
@@ -39,16 +39,13 @@ def read_manifest(store: ObjectStore, prefix: str, cluster: str, window: Window)
             f"cluster {cluster}, window {window}: no manifest at {store.scheme}://{store.bucket}/{key}; "
             "the window was not exported (or is being re-exported): run the export for it first")
     try:
-        manifest = json.loads(store.get(key))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _damaged(store, key, cluster, window, f"is not a JSON manifest ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("metrics"), dict):
-        raise _damaged(store, key, cluster, window, "is not a podledger manifest (no metrics)")
-    return manifest
+        return Manifest.parse(store.get(key))
+    except ValueError as exc:
+        raise _damaged(store, key, cluster, window, f"is {exc}") from None
 
 
 def read_window_frames(store: ObjectStore, prefix: str, cluster: str, window: Window,
-                       manifest: dict | None = None) -> dict[str, pl.DataFrame]:
+                       manifest: Manifest | None = None) -> dict[str, pl.DataFrame]:
     """Read every metric file of a completed cluster-window, as listed by its manifest (read here if not given).
 
     A file the manifest lists that is missing or unreadable is an error naming the object and the fix.
@@ -56,7 +53,7 @@ def read_window_frames(store: ObjectStore, prefix: str, cluster: str, window: Wi
     if manifest is None:
         manifest = read_manifest(store, prefix, cluster, window)
     frames = {}
-    for name, entry in manifest["metrics"].items():
+    for name, entry in manifest.metrics.items():
         key = entry.get("key") if isinstance(entry, dict) else None
         if not key:
             raise _damaged(store, manifest_key(prefix, cluster, window), cluster, window,

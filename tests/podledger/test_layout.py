@@ -29,3 +29,26 @@ def test_plan_windows_exports_windows_ending_in_the_interval():
     assert plan_windows(dt.datetime(2026, 11, 2, 0, tzinfo=UTC), dt.datetime(2026, 11, 2, 0, 30, tzinfo=UTC), 3600) == []
     day = plan_windows(dt.datetime(2026, 11, 2, tzinfo=UTC), dt.datetime(2026, 11, 3, tzinfo=UTC), 3600)
     assert len(day) == 24 and day[0].start.hour == 0 and day[-1].end == dt.datetime(2026, 11, 3, tzinfo=UTC)
+
+
+def test_a_manifest_is_read_and_written_in_one_place():
+    import json
+
+    import pytest
+
+    from podledger.manifests import Manifest
+
+    document = {"schema_version": 1, "cost_center": "cc", "cluster": "prod", "scrape_interval_seconds": 30,
+                "window": {"start": "2026-11-02T00:00:00+00:00", "end": "2026-11-02T01:00:00+00:00"},
+                "metrics": {"cpu_usage": {"key": "k1", "rows": 3}, "node_info": {"key": "k2", "rows": 2}},
+                "imported": {"warnings": ["w"]}, "written_by_a_newer_podledger": {"kept": True}}
+    manifest = Manifest.parse(json.dumps(document).encode())
+    assert (manifest.cluster, manifest.cost_center, manifest.rows, manifest.scrape_interval_seconds) == ("prod", "cc", 5, 30)
+    assert manifest.window.start.isoformat() == "2026-11-02T00:00:00+00:00" and manifest.window.seconds == 3600
+    assert manifest.imported["warnings"] == ["w"] and manifest.probes == {}
+    assert json.loads(manifest.to_json()) == document  # nothing dropped, whatever wrote it
+    assert manifest["metrics"]["cpu_usage"]["rows"] == 3  # it reads as the JSON document it is
+    for data, reason in ((b"{", "not a JSON manifest"), (b"\xff", "not a JSON manifest"),
+                         (b"[]", "no metrics"), (b'{"metrics": []}', "no metrics")):
+        with pytest.raises(ValueError, match=reason):
+            Manifest.parse(data)

@@ -193,6 +193,7 @@ def test_wrong_scrape_interval_is_caught(stack_env, prometheus, moto):
 def test_cadvisor_series_without_the_pod_uid_are_named_with_their_effect():
     import polars as pl
 
+    from podledger.manifests import Manifest
     from podledger.validate import check_window_data
 
     key = {"namespace": ["shop", "shop"], "pod": ["web-0", "db-0"], "uid": ["u1", "u2"]}
@@ -203,7 +204,8 @@ def test_cadvisor_series_without_the_pod_uid_are_named_with_their_effect():
         "cpu_usage": pl.DataFrame({**key, "container": ["app"] * 2, "usage_core_seconds": [10.0, 20.0]}).with_columns(
             pl.Series("uid", ["u1", ""])),
     }
-    manifest = {"cluster": "c", "window": {"start": "2026-11-02T00:00:00+00:00", "end": "2026-11-02T01:00:00+00:00"}}
+    manifest = Manifest({"cluster": "c", "metrics": {},
+                         "window": {"start": "2026-11-02T00:00:00+00:00", "end": "2026-11-02T01:00:00+00:00"}})
     found = [f for f in check_window_data(manifest, frames) if f.rule == "usage_without_pod_uid"]
     assert len(found) == 1 and found[0].severity == "warning" and "shop/db-0" in found[0].message
     assert "shared among its incarnations by running time" in found[0].message
