@@ -53,7 +53,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if conn.extra.get("readiness_path", "/-/ready"):
             check_ready(client, conn.extra.get("readiness_path", "/-/ready"))
         for window in plan_windows(args.start, args.end, cc.time_frame_seconds):
-            if not args.force and store.exists(manifest_key(split_uri(cc.storage.uri)[2], cluster.name, window)):
+            if not args.force and store.exists(manifest_key(cc.storage.location.prefix, cluster.name, window)):
                 print(f"skipped {cluster.name} {window}: already complete (--force re-exports)")
                 continue
             manifest = export_window(client, store, cc, cluster, window, adopt=args.adopt)
@@ -170,7 +170,7 @@ def cmd_rightsize(args: argparse.Namespace) -> int:
         from podledger.windows import read_window_frames
 
         store = store_for(cc.storage.uri, cc.storage.aws_conn_id)
-        prefix = split_uri(cc.storage.uri)[2]
+        prefix = cc.storage.location.prefix
         parts = []
         for cluster in _clusters(cc, args.cluster, args.start, args.end):
             for window in plan_windows(args.start, args.end, cc.time_frame_seconds):
@@ -195,7 +195,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from podledger.retention import apply_retention
 
     cc = load_cost_center(args.cost_center, args.config)
-    _, _, prefix = split_uri(cc.storage.uri)
+    prefix = cc.storage.location.prefix
     now = args.now or dt.datetime.now(dt.UTC)
     deleted = apply_retention(store_for(cc.storage.uri, cc.storage.aws_conn_id), prefix, cc.storage.retention_days, now,
                               owned_clusters(cc))

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from podledger.exceptions import ConfigError
+from podledger.storage import Location, split_uri
 
 CONFIG_ENV_VAR = "PODLEDGER_CONFIG"
 SAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "cost_centers.yaml"
@@ -125,6 +126,11 @@ class StorageConfig(_Model):
     def _known_scheme(cls, value: str) -> str:
         return check_object_uri(value, "storage uri")
 
+    @property
+    def location(self) -> Location:
+        """The uri as (scheme, bucket, prefix), parsed in one place."""
+        return split_uri(self.uri)
+
 
 class BillingConfig(_Model):
     """Where the AWS CUR 2.0 Data Exports delivery lives and how to price node-hours."""
@@ -149,6 +155,11 @@ class BillingConfig(_Model):
     @classmethod
     def _object_uri(cls, value: str) -> str:
         return check_object_uri(value, "billing uri")
+
+    @property
+    def location(self) -> Location:
+        """The uri as (scheme, bucket, prefix), parsed in one place."""
+        return split_uri(self.uri)
 
     @field_validator("check_schedule")
     @classmethod
@@ -348,9 +359,8 @@ def config_path() -> str:
 
 def _storage_folders(cost_center: CostCenterConfig) -> tuple[str, set[str] | None]:
     """(bucket/prefix, cluster folders or None when discovery may write any folder under the prefix)."""
-    from podledger.storage import split_uri
 
-    scheme, bucket, prefix = split_uri(cost_center.storage.uri)
+    scheme, bucket, prefix = cost_center.storage.location
     folders = None if cost_center.discovery is not None else {c.name for c in cost_center.clusters}
     return f"{scheme}://{bucket}/{prefix}".rstrip("/"), folders
 

@@ -34,7 +34,7 @@ from podledger.exceptions import BillingDataError, ExportIncompleteError, Reconc
 from podledger.focus import focus_instance_costs
 from podledger.layout import plan_windows, to_utc
 from podledger.split_line_items import split_line_items
-from podledger.storage import ObjectStore, split_uri
+from podledger.storage import ObjectStore
 from podledger.usage import hours_without_pods, node_hours, stack_hours
 from podledger.validate import check_billing
 from podledger.windows import read_window_frames
@@ -128,8 +128,8 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
 def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
                   metrics_store: ObjectStore, billing_store: ObjectStore, check: bool = True) -> EnrichResult:
     """Allocate every hour of [start, end) (at most a day) for one cluster and reconcile it with the bill."""
-    _, _, metrics_prefix = split_uri(cost_center.storage.uri)
-    _, _, billing_prefix = split_uri(cost_center.billing.uri)
+    metrics_prefix = cost_center.storage.location.prefix
+    billing_prefix = cost_center.billing.location.prefix
     hours = hours_of(start, end)
     basis = cost_center.billing.cost_basis
     utc = pl.Datetime("us", "UTC")

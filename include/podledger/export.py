@@ -35,7 +35,7 @@ from podledger.manifests import Manifest, MetricEntry, check_owner, manifest_hea
 from podledger.metric_files import serialise
 from podledger.promclient import QueryResult, instant_query, range_query
 from podledger.shards import Shard, shard_label
-from podledger.storage import ObjectStore, split_uri
+from podledger.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
         logger.addHandler(handler)
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
-    _, _, prefix = split_uri(cost_center.storage.uri)
+    prefix = cost_center.storage.location.prefix
     log_key = manifest_key(prefix, cluster.name, window).replace("_manifest.json", "_export_log.jsonl")
     try:
         return _export_window(client, store, cost_center, cluster, window, metrics=metrics, adopt=adopt)
@@ -314,7 +314,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
 
 def _export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
                    window: Window, *, metrics: tuple[MetricSpec, ...] | None, adopt: bool) -> dict[str, Any]:
-    _, _, prefix = split_uri(cost_center.storage.uri)
+    prefix = cost_center.storage.location.prefix
     fmt = cost_center.storage.format
     metrics = enabled_metrics(cost_center) if metrics is None else metrics
     # Centralized mode: the cluster's series are selected by the cluster label's value.

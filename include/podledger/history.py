@@ -41,7 +41,7 @@ from podledger.export import enabled_metrics, rollup_table
 from podledger.layout import Window, day_prefix, manifest_key, metric_key
 from podledger.manifests import Manifest, MetricEntry, check_owner, manifest_head, refuse_foreign_files
 from podledger.metric_files import serialise
-from podledger.storage import ObjectStore, split_uri
+from podledger.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def import_window(store: ObjectStore, cost_center: CostCenterConfig, cluster: Cl
     """Import one cluster-window of raw history: read and check its raw answers, write its metric files, then
     its manifest (last). A required metric without a raw file is an error naming the keys looked for."""
     started = time.perf_counter()
-    _, _, prefix = split_uri(cost_center.storage.uri)
+    prefix = cost_center.storage.location.prefix
     fmt = cost_center.storage.format
     sources = sources or _Sources(store, prefix, cluster.name)
     cluster_label = cost_center.cluster_label if cluster.cluster_label_value is not None else None
@@ -378,7 +378,7 @@ def import_window(store: ObjectStore, cost_center: CostCenterConfig, cluster: Cl
 def import_history(store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
                    windows: list[Window], *, adopt: bool = False) -> list[ImportedWindow]:
     """Import consecutive windows of one cluster (each window's previous file gives its counters' baseline)."""
-    _, _, prefix = split_uri(cost_center.storage.uri)
+    prefix = cost_center.storage.location.prefix
     sources = _Sources(store, prefix, cluster.name)
     imported = []
     for window in windows:

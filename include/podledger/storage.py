@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from podledger.exceptions import PodledgerError
@@ -35,14 +35,22 @@ def parent_folder(key: str) -> str:
     return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
 
 
-def split_uri(uri: str) -> tuple[str, str, str]:
+class Location(NamedTuple):
+    """Where objects live: ``s3://bucket/prefix`` as (scheme, bucket, prefix); a file:// bucket is the directory."""
+
+    scheme: str
+    bucket: str
+    prefix: str
+
+
+def split_uri(uri: str) -> Location:
     """Split ``s3://bucket/prefix`` or ``file:///dir/prefix`` into (scheme, bucket, prefix)."""
     parts = urlsplit(uri)
     if parts.scheme == "s3":
-        return "s3", parts.netloc, parts.path.strip("/")
+        return Location("s3", parts.netloc, parts.path.strip("/"))
     if parts.scheme == "file":
         # file:///root/dir -> bucket "/root/dir", prefix "" : local runs keep the whole path as the bucket.
-        return "file", parts.path.rstrip("/") or "/", ""
+        return Location("file", parts.path.rstrip("/") or "/", "")
     raise PodledgerError(f"unsupported storage uri {uri!r}: use s3://bucket/prefix or file:///path")
 
 

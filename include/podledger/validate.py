@@ -20,7 +20,7 @@ from podledger.config import CostCenterConfig
 from podledger.exceptions import ValidationFailed
 from podledger.layout import Window, manifest_key
 from podledger.manifests import Manifest
-from podledger.storage import ObjectStore, split_uri
+from podledger.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def validate_windows(store: ObjectStore, cost_center: CostCenterConfig, items: l
     """
     from podledger.windows import read_manifest, read_window_frames
 
-    _, _, prefix = split_uri(cost_center.storage.uri)
+    prefix = cost_center.storage.location.prefix
     findings: list[Finding] = []
     for cluster, window in items:
         key = manifest_key(prefix, cluster, window)
@@ -288,7 +288,7 @@ def validate_windows(store: ObjectStore, cost_center: CostCenterConfig, items: l
             window_findings = check_manifest(manifest) + check_window_data(manifest, frames)
             owners = {(cost_center.name, cluster): node_identities(frames)}
             for peer, peer_store in peers:
-                _, _, peer_prefix = split_uri(peer.storage.uri)
+                peer_prefix = peer.storage.location.prefix
                 for peer_cluster in peer.clusters:
                     if peer.name == cost_center.name or not peer_store.exists(
                             manifest_key(peer_prefix, peer_cluster.name, window)):

@@ -118,7 +118,6 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
     from podledger.bill_check import bill_lines, cluster_bill
     from podledger.billing import delivery_keys
     from podledger.cli import store_for
-    from podledger.storage import split_uri
     from podledger.warehouse import DuckDBLoader
 
     os.environ.update(env)
@@ -139,7 +138,7 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
         print(by_namespace)
         # The bill side straight from the delivered files (manifest, DuckDB SQL), not from the allocation's frames;
         # the allocated side read back from the warehouse.
-        _, _, billing_prefix = split_uri(cc.billing.uri)
+        billing_prefix = cc.billing.location.prefix
         billing_store = store_for(cc.billing.uri, cc.billing.aws_conn_id)
         keys = delivery_keys(billing_store, billing_prefix, cc.billing.format, start, end)
         lines = bill_lines(billing_store, keys, fmt=cc.billing.format, basis=cc.billing.cost_basis,
@@ -168,7 +167,7 @@ def report(home: Path, env: dict[str, str], start: dt.datetime, end: dt.datetime
                 and (recon["difference"].abs() <= 1e-9 * recon["cur_cost"].abs().max()).all())
     print(f"\nTotal allocated ${total_alloc:.2f} vs CUR ${total_cur:.2f}: "
           f"{'balanced to the cent' if balanced else 'NOT BALANCED'} (max |difference| {recon['difference'].abs().max():.2e})")
-    scheme, bucket, prefix = split_uri(cc.storage.uri)
+    scheme, bucket, prefix = cc.storage.location
     keys = store_for(cc.storage.uri, cc.storage.aws_conn_id).list(prefix)
     endpoint = json.loads(env[env_var_name("aws_default")])["extra"]["endpoint_url"]
     print(f"\nExported objects: {len(keys)} under {cc.storage.uri}/ on the S3 endpoint {endpoint}")

@@ -12,7 +12,6 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from podledger.config import CostCenterConfig
 from podledger.planning import end_instant, plan_range
-from podledger.storage import split_uri
 from podledger_airflow.dag_docs import BILLING_DOC, ENRICH_DOC, export_doc
 from podledger_airflow.sensors import CurCoverageSensor, ExportManifestSensor
 
@@ -73,7 +72,7 @@ def _peers(cost_center: CostCenterConfig) -> list:
     peers = []
     for other in load_config().cost_centers:
         if other.name != cost_center.name and other.storage.uri.startswith("s3://"):
-            peers.append((other, S3HookStore(split_uri(other.storage.uri)[1], other.storage.aws_conn_id)))
+            peers.append((other, S3HookStore(other.storage.location.bucket, other.storage.aws_conn_id)))
     return peers
 
 
@@ -100,7 +99,7 @@ def _range_params(cost_center: CostCenterConfig) -> dict[str, Param]:
 
 def build_export_dag(cost_center: CostCenterConfig) -> DAG:
     """Return the export DAG of ``cost_center``."""
-    scheme, bucket, prefix = split_uri(cost_center.storage.uri)
+    scheme, bucket, prefix = cost_center.storage.location
     asset = metrics_asset(cost_center)
     dag_id = f"podledger_export__{cost_center.name}"
     cluster_names = [c.name for c in cost_center.clusters]
@@ -213,7 +212,7 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
 
 def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
     """Return the enrichment DAG of ``cost_center`` (scheduled on its metrics Asset)."""
-    scheme, bucket, prefix = split_uri(cost_center.storage.uri)
+    scheme, bucket, prefix = cost_center.storage.location
     asset = metrics_asset(cost_center)
     dag_id = f"podledger_enrich__{cost_center.name}"
 
@@ -328,7 +327,7 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
 
 def build_billing_dag(cost_center: CostCenterConfig) -> DAG:
     """Return the DAG that notices new and restated CUR deliveries and emits billing Asset events."""
-    _, bucket, prefix = split_uri(cost_center.storage.uri)
+    _, bucket, prefix = cost_center.storage.location
     bill = billing_asset(cost_center)
     dag_id = f"podledger_billing__{cost_center.name}"
 
@@ -350,7 +349,7 @@ def build_billing_dag(cost_center: CostCenterConfig) -> DAG:
             from podledger.billing import detect_updates as detect
             from podledger_airflow.stores import S3HookStore
 
-            _, billing_bucket, billing_prefix = split_uri(cost_center.billing.uri)
+            _, billing_bucket, billing_prefix = cost_center.billing.location
             end = context["data_interval_end"]
             periods = billing_periods(end - dt.timedelta(days=62), end + dt.timedelta(hours=1))
             updates = detect(S3HookStore(billing_bucket, cost_center.billing.aws_conn_id), billing_prefix, periods,
