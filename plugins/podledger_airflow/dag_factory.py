@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, Param, dag, task
@@ -64,16 +65,13 @@ def billing_asset(cost_center: CostCenterConfig) -> Asset:
     return Asset(name=f"podledger_{cost_center.name}_billing")
 
 
-def _peers(cost_center: CostCenterConfig) -> list:
-    """Return the other configured cost centers with their stores (checked for nodes counted twice)."""
-    from podledger.config import load_config
+def _peer_stores(peers: Sequence[CostCenterConfig]) -> list:
+    """The other cost centers (from the config the DAGs were built from) with their stores: validation checks that
+    no node is counted by two of them."""
     from podledger_airflow.stores import S3HookStore
 
-    peers = []
-    for other in load_config().cost_centers:
-        if other.name != cost_center.name and other.storage.uri.startswith("s3://"):
-            peers.append((other, S3HookStore(other.storage.location.bucket, other.storage.aws_conn_id)))
-    return peers
+    return [(other, S3HookStore(other.storage.location.bucket, other.storage.aws_conn_id)) for other in peers
+            if other.storage.location.scheme == "s3"]
 
 
 def _range_params(cost_center: CostCenterConfig) -> dict[str, Param]:
@@ -97,8 +95,8 @@ def _range_params(cost_center: CostCenterConfig) -> dict[str, Param]:
     }
 
 
-def build_export_dag(cost_center: CostCenterConfig) -> DAG:
-    """Return the export DAG of ``cost_center``."""
+def build_export_dag(cost_center: CostCenterConfig, peers: Sequence[CostCenterConfig] = ()) -> DAG:
+    """Return the export DAG of ``cost_center``; ``peers``: the other cost centers of the same configuration."""
     scheme, bucket, prefix = cost_center.storage.location
     asset = metrics_asset(cost_center)
     dag_id = f"podledger_export__{cost_center.name}"
@@ -176,7 +174,7 @@ def build_export_dag(cost_center: CostCenterConfig) -> DAG:
 
             pairs = [(i["cluster"], Window.from_dict(i["window"])) for i in items]
             findings = validate_windows(S3HookStore(bucket, cost_center.storage.aws_conn_id), cost_center, pairs,
-                                        _peers(cost_center))
+                                        _peer_stores(peers))
             extra = {"cost_center": cost_center.name, "clusters": sorted({c for c, _ in pairs}),
                      "start": min(w.start for _, w in pairs).isoformat() if pairs else None,
                      "end": max(w.end for _, w in pairs).isoformat() if pairs else None,
@@ -382,7 +380,8 @@ def build_all(path: str | None = None) -> list[DAG]:
     dags: list[DAG] = []
     for cost_center in loaded.cost_centers:
         try:
-            dags += [build_export_dag(cost_center), build_enrich_dag(cost_center), build_billing_dag(cost_center)]
+            peers = [c for c in loaded.cost_centers if c.name != cost_center.name]
+            dags += [build_export_dag(cost_center, peers), build_enrich_dag(cost_center), build_billing_dag(cost_center)]
         except Exception as exc:  # noqa: BLE001 - one cost center must never take the others down
             dags.append(build_config_error_dag(
                 cost_center.name, f"{loaded.path}: cost center {cost_center.name!r}: its DAGs cannot be built: "
