@@ -122,3 +122,22 @@ def test_stacked_hours_keep_each_hours_own_sources():
     assert stacked["pod_labels"].to_list() == ['{"app": "web"}', '{"app": "web-v2"}', '{"app": "web"}']
     for column in ("running_hours", "cpu_request_core_hours", "pod_labels", "node"):
         assert stacked[column].to_list() == [frame[column][0] for frame in alone], column
+
+
+def test_an_hour_with_nodes_but_no_pod_presence_is_named():
+    """Enrichment refuses such an hour (every cent would go to __idle__); the stacked day must still find it."""
+    import datetime as dt
+
+    from podledger.usage import hours_without_pods, stack_hours
+
+    key = {"namespace": ["shop"], "pod": ["web-0"], "uid": ["a"]}
+    nodes = pl.DataFrame({"node": ["n1"], "provider_id": ["aws:///us-east-1a/i-1"]})
+    hours = [dt.datetime(2026, 11, 2, h, tzinfo=dt.UTC) for h in range(4)]
+    stacked = stack_hours([
+        (hours[0], {"node_info": nodes, "pod_running": pl.DataFrame({**key, "running_seconds": [3600.0]})}),
+        (hours[1], {"node_info": nodes, "pod_info": pl.DataFrame({**key, "node": ["n1"], "present_seconds": [3600.0]})}),
+        (hours[2], {"node_info": nodes, "pod_running": pl.DataFrame(schema={"namespace": pl.String, "pod": pl.String,
+                                                                            "uid": pl.String, "running_seconds": pl.Float64})}),
+        (hours[3], {"node_info": nodes.clear()}),  # no nodes either: nothing to refuse
+    ])
+    assert hours_without_pods(stacked) == [hours[2]]
