@@ -11,12 +11,16 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from podledger.config import CostCenterConfig, load_config, load_cost_center
 from podledger.connections import aws_storage_options, get_connection
 from podledger.exceptions import PodledgerError
 from podledger.layout import manifest_key, plan_windows, to_utc
 from podledger.storage import FsspecStore, split_uri
+
+if TYPE_CHECKING:
+    import polars as pl
 
 log = logging.getLogger("podledger")
 
@@ -99,24 +103,41 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_allocate(args: argparse.Namespace) -> int:
     import polars as pl
+    import pyarrow.parquet as pq
 
-    from podledger.enrich import enrich_cluster
+    from podledger.allocation import OUTPUT_SCHEMA
+    from podledger.enrich import enrich_days, hours_of
     from podledger.warehouse import reconciliation_rows
 
     cc = load_cost_center(args.cost_center, args.config)
     metrics = store_for(cc.storage.uri, cc.storage.aws_conn_id)
     billing = store_for(cc.billing.uri, cc.billing.aws_conn_id)
-    results = [enrich_cluster(cc, c, args.start, args.end, metrics_store=metrics, billing_store=billing)
-               for c in _clusters(cc, args.cluster, args.start, args.end)]
-    rows = pl.concat([r.rows for r in results])
+    if not hours_of(args.start, args.end):
+        raise PodledgerError(f"empty hour range {args.start} .. {args.end}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    rows.write_parquet(args.out)
-    items_path = split_items_path(args.out)
-    pl.concat([r.split_line_items for r in results]).write_parquet(items_path)
-    report = pl.concat([r.reconciliation for r in results], how="diagonal_relaxed")
-    reconciliation_rows(report, cc.name).write_parquet(str(Path(args.out).with_suffix("")) + ".reconciliation.parquet")
-    print(report)
-    print(f"wrote {rows.height} allocation rows to {args.out} and the AWS-shaped split line items to {items_path}")
+    paths = {"rows": args.out, "items": split_items_path(args.out),
+             "reconciliation": str(Path(args.out).with_suffix("")) + ".reconciliation.parquet"}
+    writers: dict[str, pq.ParquetWriter] = {}
+    reports, rows = [], 0
+    try:
+        # A day at a time, written as it comes (one row group each): memory is one day of one cluster.
+        for cluster in _clusters(cc, args.cluster, args.start, args.end):
+            for day in enrich_days(cc, cluster, args.start, args.end, metrics_store=metrics, billing_store=billing):
+                parts = {"rows": day.rows.select(list(OUTPUT_SCHEMA)), "items": day.split_line_items,
+                         "reconciliation": reconciliation_rows(day.reconciliation, cc.name)}
+                for name, frame in parts.items():
+                    table = frame.to_arrow()
+                    if name not in writers:
+                        writers[name] = pq.ParquetWriter(paths[name], table.schema)
+                    writers[name].write_table(table.cast(writers[name].schema))
+                rows += day.rows.height
+                reports.append(day.reconciliation)
+                del day, parts
+    finally:
+        for writer in writers.values():
+            writer.close()
+    print(pl.concat(reports, how="diagonal_relaxed"))
+    print(f"wrote {rows} allocation rows to {args.out} and the AWS-shaped split line items to {paths['items']}")
     return 0
 
 
@@ -125,24 +146,48 @@ def split_items_path(rows_path: str) -> str:
     return str(Path(rows_path).with_suffix("")) + ".split_line_items.parquet"
 
 
+def _day_slice(frame: pl.LazyFrame, column: str, cluster: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """One cluster's rows of [start, end) from a scanned allocation file."""
+    import polars as pl
+
+    return frame.filter((pl.col("cluster") == cluster) & (pl.col(column) >= start) & (pl.col(column) < end)).collect()
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from podledger.warehouse import loader_for
+    from podledger.enrich import day_ranges
+    from podledger.warehouse import check_slice, loader_for
 
     cc = load_cost_center(args.cost_center, args.config)
-    rows = pl.read_parquet(args.rows)
+    rows = pl.scan_parquet(args.rows)
     items_path = Path(split_items_path(args.rows))
-    items = pl.read_parquet(items_path) if items_path.exists() else None
+    items = pl.scan_parquet(items_path) if items_path.exists() else None
     recon_path = Path(str(Path(args.rows).with_suffix("")) + ".reconciliation.parquet")
-    recon = pl.read_parquet(recon_path) if recon_path.exists() else None
+    recon = pl.scan_parquet(recon_path) if recon_path.exists() else None
     loader = loader_for(cc.warehouse)
-    for name in (args.cluster or sorted(rows["cluster"].unique())):
-        part = rows.filter(pl.col("cluster") == name)
-        loader.load(part, cost_center=cc.name, cluster=name, start=args.start, end=args.end,
-                    split_items=items.filter(pl.col("cluster") == name) if items is not None else None,
-                    reconciliation=recon.filter(pl.col("cluster") == name) if recon is not None else None)
-        print(f"loaded {part.height} rows for {name} into {cc.warehouse.kind} table {loader.table} (+ split line items)")
+    clusters = args.cluster or sorted(rows.select(pl.col("cluster").unique()).collect()["cluster"])
+    for name in clusters:
+        # The file's rows of this cluster must all be inside the range (or the load would leave some out): checked
+        # whole, before any day is loaded.
+        for frame, column, what in ((rows, "hour_start", "row"), (items, "line_item_usage_start_date", "split line item"),
+                                    (recon, "hour_start", "reconciliation hour")):
+            if frame is not None:
+                mine = frame.filter(pl.col("cluster") == name)
+                outside = mine.filter(pl.col(column).is_null() | (pl.col(column) < args.start)
+                                      | (pl.col(column) >= args.end)).collect()
+                check_slice(outside, cost_center=cc.name, cluster=name, start=args.start, end=args.end,
+                            time_column=column, what=what)
+        loaded = 0
+        # One cluster-day per load (its own transaction, as the DAG's load does): memory is one day.
+        for start, end in day_ranges(args.start, args.end):
+            part = _day_slice(rows, "hour_start", name, start, end)
+            loader.load(part, cost_center=cc.name, cluster=name, start=start, end=end,
+                        split_items=(_day_slice(items, "line_item_usage_start_date", name, start, end)
+                                     if items is not None else None),
+                        reconciliation=_day_slice(recon, "hour_start", name, start, end) if recon is not None else None)
+            loaded += part.height
+        print(f"loaded {loaded} rows for {name} into {cc.warehouse.kind} table {loader.table} (+ split line items)")
     return 0
 
 
