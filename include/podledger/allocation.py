@@ -16,7 +16,8 @@ import datetime as dt
 import polars as pl
 
 from podledger.config import AllocationConfig
-from podledger.usage import HOUR, RESOURCES, node_hours, pod_hours, stamp_hour
+from podledger.hours import HOUR, stamp_hour
+from podledger.usage import RESOURCES, node_hours, pod_hours
 
 IDLE = "__idle__"
 UNALLOCATED = "__unallocated__"
@@ -175,7 +176,7 @@ def allocate_hours(frames: dict[str, pl.DataFrame], *, hours: list[dt.datetime],
                    cost_basis: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
     """Return every allocation row of the cluster's ``hours`` (pods and sentinels), in OUTPUT_SCHEMA order.
 
-    ``frames`` stack the hours' metric frames with an ``hour_start`` column (:func:`podledger.usage.stack_hours`):
+    ``frames`` stack the hours' metric frames with an ``hour_start`` column (:func:`podledger.hours.stack_hours`):
     the hours are computed in one vectorised pass, each node-hour on its own. An hour without metrics still gets
     its sentinels (unallocated instances, control plane).
     """

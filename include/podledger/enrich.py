@@ -32,10 +32,11 @@ from podledger.catalog import CATALOG_BY_NAME, MAX_COLUMNS
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
 from podledger.focus import focus_instance_costs
+from podledger.hours import stack_hours
 from podledger.layout import plan_windows, to_utc
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore
-from podledger.usage import hours_without_pods, node_hours, stack_hours
+from podledger.usage import hours_without_pods, node_hours
 from podledger.validate import check_billing
 from podledger.windows import read_window_frames
 

@@ -1,8 +1,6 @@
 """Turn exported metric frames into pod-, container- and node-hours (no money here).
 
-Frames of one hour, or of many hours at once: a frame with an ``hour_start`` column holds every hour of a range
-(enrichment stacks a day's 24 hours and computes them in one vectorised pass); without it, the frames are one
-hour's. Every key below carries the hour, so hours never mix.
+Frames of one hour, or of many hours stacked (:mod:`podledger.hours`): every key below carries the hour.
 
 Requests are averaged per container and combined into Kubernetes' effective pod request; usage,
 network bytes, owners (pod -> ReplicaSet -> Deployment, Job -> CronJob) and labels are joined on; nodes
@@ -17,13 +15,12 @@ import re
 import polars as pl
 
 from podledger.focus import node_key_expr
+from podledger.hours import HOUR, returned, with_hour
+from podledger.labels import labels_json
 
 GIB = float(2**30)
 POD_KEY = ["namespace", "pod", "uid"]
-HOUR = "hour_start"
 PK = [HOUR, *POD_KEY]  # a pod incarnation in an hour
-# The hour given to frames that carry none (one hour's frames); dropped again from what is returned.
-_ANY_HOUR = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DEFAULT_ACCELERATORS = ("nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron", "aws.amazon.com/neuroncore",
                         "habana.ai/gaudi")
 
@@ -46,29 +43,6 @@ def _get(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame | None:
     return frame if frame is not None and frame.height else None
 
 
-def stamp_hour(frames: dict[str, pl.DataFrame], hour: dt.datetime) -> dict[str, pl.DataFrame]:
-    """One hour's frames with that hour as their ``hour_start`` column (the shape of a stacked range)."""
-    return {name: frame.with_columns(pl.lit(hour).cast(pl.Datetime("us", "UTC")).alias(HOUR))
-            for name, frame in frames.items()}
-
-
-def stack_hours(hour_frames: list[tuple[dt.datetime, dict[str, pl.DataFrame]]]) -> dict[str, pl.DataFrame]:
-    """Stack several hours' frames into one frame per metric with an ``hour_start`` column (empty hours add nothing)."""
-    utc = pl.Datetime("us", "UTC")
-    names = dict.fromkeys(name for _, frames in hour_frames for name in frames)
-    stacked = {}
-    for name in names:
-        parts = [(hour, frames[name]) for hour, frames in hour_frames if name in frames and frames[name].height]
-        if not parts:
-            hour, frames = next((h, f) for h, f in hour_frames if name in f)
-            stacked[name] = stamp_hour({name: frames[name]}, hour)[name]
-            continue
-        hours = pl.select(pl.Series(HOUR, [hour for hour, _ in parts], dtype=utc)
-                          .repeat_by(pl.Series([frame.height for _, frame in parts], dtype=pl.UInt32)).explode())
-        stacked[name] = pl.concat([frame for _, frame in parts], how="diagonal_relaxed").with_columns(hours[HOUR])
-    return stacked
-
-
 def hours_without_pods(frames: dict[str, pl.DataFrame]) -> list[dt.datetime]:
     """The stacked hours that have nodes but neither kube_pod_status_phase nor kube_pod_info (so no pod known to run)."""
     def hours(name: str, column: str | None = None) -> set[dt.datetime]:
@@ -80,18 +54,6 @@ def hours_without_pods(frames: dict[str, pl.DataFrame]) -> list[dt.datetime]:
     return sorted(hours("node_info") - hours("pod_running") - hours("pod_info", "present_seconds"))
 
 
-def _with_hour(frames: dict[str, pl.DataFrame]) -> tuple[dict[str, pl.DataFrame], bool]:
-    """``frames`` with an hour column everywhere; True when it was added here (so the caller drops it again)."""
-    if all(HOUR in frame.columns for frame in frames.values()):
-        return frames, False
-    return {name: frame if HOUR in frame.columns else frame.with_columns(
-        pl.lit(_ANY_HOUR).cast(pl.Datetime("us", "UTC")).alias(HOUR)) for name, frame in frames.items()}, True
-
-
-def _returned(frame: pl.DataFrame | None, added: bool) -> pl.DataFrame | None:
-    return frame.drop(HOUR) if added and frame is not None and HOUR in frame.columns else frame
-
-
 def container_requests(frames: dict[str, pl.DataFrame],
                        accelerators: tuple[str, ...] = DEFAULT_ACCELERATORS) -> pl.DataFrame:
     """Return the average request of every container: namespace, pod, uid, container, node, resource, kind, request.
@@ -100,8 +62,8 @@ def container_requests(frames: dict[str, pl.DataFrame],
     (``pod_running.present_seconds``), so the rows of a container whose ``node`` label changed add up to its
     request. Files written by podledger 0.1 carry a ``present_seconds`` per row, which is used instead.
     """
-    frames, added = _with_hour(frames)
-    return _returned(_container_requests(frames, accelerators), added)
+    frames, added = with_hour(frames)
+    return returned(_container_requests(frames, accelerators), added)
 
 
 def _container_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
@@ -210,34 +172,6 @@ def _owners(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     return owner.select(*PK, kind.alias("controller_kind"), name.alias("controller_name"))
 
 
-def _json_string(column: str) -> pl.Expr:
-    """A string column as JSON text (quoted, escaped), vectorised: ``a"b`` -> ``"a\\"b"``."""
-    return pl.struct(pl.col(column).alias("x")).struct.json_encode().str.slice(5).str.strip_suffix("}")
-
-
-def _labels_json(frame: pl.DataFrame | None, keys: list[str], alias: str) -> pl.DataFrame | None:
-    """Return ``keys`` + the object's labels as a JSON object string (KSM's ``label_`` prefix removed, keys sorted).
-
-    Built by polars expressions (no Python loop over objects), once per distinct label set of an object: labels
-    rarely change, so a day's 24 hours of a pod cost one JSON text, not 24.
-    """
-    if frame is None or "labels" not in frame.columns:
-        return None
-    base = [k for k in keys if k != HOUR]
-    frame = (frame.unique(subset=keys, keep="first", maintain_order=True)
-             .select(*keys, "labels", pl.col("labels").hash().alias("_set")))
-    distinct = frame.unique(subset=[*base, "_set"], keep="first").with_row_index("_row")
-    pairs = (distinct.select("_row", "labels").explode("labels").filter(pl.col("labels").is_not_null())
-             .select("_row", pl.col("labels").struct.field("key").str.strip_prefix("label_").alias("k"),
-                     pl.col("labels").struct.field("value").alias("v"))
-             .sort("_row", "k")
-             .select("_row", pl.concat_str(_json_string("k"), pl.lit(": "), _json_string("v")).alias("pair"))
-             .group_by("_row", maintain_order=True).agg(pl.col("pair").str.join(", ")))
-    texts = (distinct.select("_row", *base, "_set").join(pairs, on="_row", how="left")
-             .select(*base, "_set", pl.concat_str(pl.lit("{"), pl.col("pair").fill_null(""), pl.lit("}")).alias(alias)))
-    return frame.select(*keys, "_set").join(texts, on=[*base, "_set"], how="left").select(*keys, alias)
-
-
 def normalised_uid(frame: pl.DataFrame) -> pl.DataFrame:
     """The pod UID read from cAdvisor's cgroup path, dashed (the systemd driver writes underscores); "" if unknown."""
     if "uid" not in frame.columns:
@@ -289,8 +223,8 @@ def pod_presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     from ``kube_pod_info``, whose series exist while the pod object does: a pod that Completed but lingers then
     counts as running until deleted (validation says so). For stacked hours, hour by hour.
     """
-    frames, added = _with_hour(frames)
-    return _returned(_presence(frames), added)
+    frames, added = with_hour(frames)
+    return returned(_presence(frames), added)
 
 
 def _presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
@@ -340,8 +274,8 @@ def _with_owners(rows: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.Data
 
 def pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...] = DEFAULT_ACCELERATORS) -> pl.DataFrame:
     """Return one row per running pod incarnation (per node, per hour): requests, usage, allocation, network bytes."""
-    frames, added = _with_hour(frames)
-    return _returned(_pod_hours(frames, accelerators), added)
+    frames, added = with_hour(frames)
+    return returned(_pod_hours(frames, accelerators), added)
 
 
 def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
@@ -377,7 +311,7 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
         pods = pods.with_columns(pl.lit(None, pl.Float64).alias("gpu_usage_hours"))
     pods = split_by_node(_with_owners(pods, frames), frames)
     for name, keys in (("pod_labels", PK), ("namespace_labels", [HOUR, "namespace"]), ("node_labels", [HOUR, "node"])):
-        labels = _labels_json(_get(frames, name), keys, name)
+        labels = labels_json(_get(frames, name), keys, name)
         pods = pods.join(labels, on=keys, how="left") if labels is not None else pods.with_columns(
             pl.lit(None, pl.String).alias(name))
     return pods.with_columns(
@@ -395,7 +329,7 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
 
 def container_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """Return one row per running app/sidecar container: owner, average request and usage (cores, GiB)."""
-    frames, added = _with_hour(frames)
+    frames, added = with_hour(frames)
     running = _presence(frames)
     requests = _container_requests(frames, DEFAULT_ACCELERATORS)
     if running is None or not requests.height:
@@ -413,7 +347,7 @@ def container_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     rows = _with_owners(rows, frames).with_columns(
         pl.coalesce("controller_kind", pl.lit("Pod")).alias("controller_kind"),
         pl.coalesce("controller_name", pl.col("pod")).alias("controller_name"))
-    return _returned(rows, added)
+    return returned(rows, added)
 
 
 def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance",
@@ -423,10 +357,10 @@ def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance",
     ``capacity="allocatable"`` uses kube allocatable (capacity minus system/kube reserved) instead. Every
     configured accelerator resource (NVIDIA, AMD, Neuron, Gaudi…) counts as the node's GPU capacity.
     """
-    frames, added = _with_hour(frames)
+    frames, added = with_hour(frames)
     info = _get(frames, "node_info")
     if info is None:
-        return _returned(pl.DataFrame(schema={HOUR: pl.Datetime("us", "UTC"), "node": pl.String,
+        return returned(pl.DataFrame(schema={HOUR: pl.Datetime("us", "UTC"), "node": pl.String,
                                               "instance_id": pl.String, "cpu_capacity": pl.Float64,
                                               "memory_capacity": pl.Float64, "gpu_capacity": pl.Float64}), added)
     nodes = (info.group_by(HOUR, "node", maintain_order=True).agg(pl.col("provider_id").first())
@@ -446,5 +380,5 @@ def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance",
                 .filter(rank == rank.min().over(HOUR, "node")).group_by(HOUR, "node")
                 .agg((pl.col("unit_seconds").sum() / scale).alias(column)))
         nodes = nodes.join(part, on=[HOUR, "node"], how="left").with_columns(pl.col(column).fill_null(0.0))
-    return _returned(nodes.select(HOUR, "node", "instance_id", "cpu_capacity", "memory_capacity", "gpu_capacity"),
+    return returned(nodes.select(HOUR, "node", "instance_id", "cpu_capacity", "memory_capacity", "gpu_capacity"),
                      added)

@@ -158,8 +158,9 @@ def test_a_stacked_day_allocates_exactly_as_its_hours_one_by_one(realistic, opti
     from podledger.allocation import allocate_hour, allocate_hours
     from podledger.config import AllocationConfig
     from podledger.enrich import combine_windows
+    from podledger.hours import stack_hours
     from podledger.storage import split_uri
-    from podledger.usage import node_hours, stack_hours
+    from podledger.usage import node_hours
     from podledger.windows import read_window_frames
 
     _, _, (metrics, cc) = realistic

@@ -91,7 +91,8 @@ def test_stacked_hours_keep_each_hours_own_sources():
     alone in the next (the fallback is per hour), podledger 0.1 request rows in a third, labels that change."""
     import datetime as dt
 
-    from podledger.usage import pod_hours, stack_hours
+    from podledger.hours import stack_hours
+    from podledger.usage import pod_hours
 
     key = {"namespace": ["shop"], "pod": ["web-0"], "uid": ["a"]}
     info = pl.DataFrame({**key, "node": ["n1"], "present_seconds": [3600.0]})
@@ -128,7 +129,8 @@ def test_an_hour_with_nodes_but_no_pod_presence_is_named():
     """Enrichment refuses such an hour (every cent would go to __idle__); the stacked day must still find it."""
     import datetime as dt
 
-    from podledger.usage import hours_without_pods, stack_hours
+    from podledger.hours import stack_hours
+    from podledger.usage import hours_without_pods
 
     key = {"namespace": ["shop"], "pod": ["web-0"], "uid": ["a"]}
     nodes = pl.DataFrame({"node": ["n1"], "provider_id": ["aws:///us-east-1a/i-1"]})
