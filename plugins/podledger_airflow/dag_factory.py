@@ -8,50 +8,17 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAlias, Param, dag, task
+from airflow.sdk import DAG, Asset, AssetAlias, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from podledger.config import CostCenterConfig
-from podledger.planning import end_instant, plan_range
+from podledger.planning import plan_range
 from podledger_airflow.dag_docs import BILLING_DOC, ENRICH_DOC, export_doc
+from podledger_airflow.dag_settings import airflow_end_date, default_args, pools_of, range_params, start_date
 from podledger_airflow.sensors import CurCoverageSensor, ExportManifestSensor
 
 TAG = "podledger"
 log = logging.getLogger(__name__)
-
-
-
-def _default_args(cost_center: CostCenterConfig) -> dict[str, Any]:
-    return {"owner": cost_center.owner, "retries": cost_center.retries,
-            "retry_delay": dt.timedelta(seconds=cost_center.retry_delay_seconds),
-            "retry_exponential_backoff": 2.0, "max_retry_delay": dt.timedelta(minutes=20)}
-
-
-def _start_date(cost_center: CostCenterConfig) -> dt.datetime:
-    from podledger.planning import start_instant
-
-    return start_instant(cost_center)
-
-
-def _end_date(cost_center: CostCenterConfig) -> dt.datetime | None:
-    return end_instant(cost_center)
-
-
-def _airflow_end_date(cost_center: CostCenterConfig) -> dt.datetime | None:
-    """The DAG's ``end_date`` for Airflow: just before the exclusive end.
-
-    Airflow schedules every interval whose *start* is at or before ``end_date``, so the interval starting at
-    00:00 of the end day would run over hours after it; one microsecond earlier, the last scheduled interval
-    is the one that starts before the end. An interval straddling the end is clipped by ``plan``.
-    """
-    end = _end_date(cost_center)
-    return end - dt.timedelta(microseconds=1) if end else None
-
-
-def _pools(cost_center: CostCenterConfig) -> list[str | None]:
-    """The Airflow pools the cost center's endpoints use, in config order (None: default_pool)."""
-    pools = [c.pool for c in cost_center.clusters] + ([cost_center.discovery.pool] if cost_center.discovery else [])
-    return list(dict.fromkeys(pools)) or [None]
 
 
 def metrics_asset(cost_center: CostCenterConfig) -> Asset:
@@ -74,39 +41,18 @@ def _peer_stores(peers: Sequence[CostCenterConfig]) -> list:
             if other.storage.location.scheme == "s3"]
 
 
-def _range_params(cost_center: CostCenterConfig) -> dict[str, Param]:
-    """The trigger form's params: all optional (null or false means "the data interval, every cluster")."""
-    end = _end_date(cost_center)
-    # A scheduled run already holds each interval's start as its logical date: suggest a time between them.
-    when = (f" The cost center ends at {end:%Y-%m-%d %H:%M} UTC (end_date): give the run a logical date before it "
-            f"(e.g. {end - dt.timedelta(minutes=30):%Y-%m-%dT%H:%M:%SZ}); a run dated at or after it has no task."
-            if end else "")
-    return {
-        "start": Param(None, type=["null", "string"], format="date-time", title="Start (UTC)",
-                       description="Export/enrich from this hour (inclusive) instead of the data interval's start, e.g. "
-                                   f"2026-11-02T00:00:00Z. Empty: the data interval.{when}"),
-        "end": Param(None, type=["null", "string"], format="date-time", title="End (UTC)",
-                     description="Up to this hour (exclusive) instead of the data interval's end. Empty: the data "
-                                 "interval."),
-        "clusters": Param(None, type=["null", "array"], items={"type": "string"}, title="Clusters",
-                          description="Only these clusters. Empty: every cluster of the cost center."),
-        "force": Param(False, type=["null", "boolean"], title="Force",
-                       description="Re-export windows that already have a manifest. Off: skip them."),
-    }
-
-
 def build_export_dag(cost_center: CostCenterConfig, peers: Sequence[CostCenterConfig] = ()) -> DAG:
     """Return the export DAG of ``cost_center``; ``peers``: the other cost centers of the same configuration."""
     scheme, bucket, prefix = cost_center.storage.location
     asset = metrics_asset(cost_center)
     dag_id = f"podledger_export__{cost_center.name}"
     cluster_names = [c.name for c in cost_center.clusters]
-    pools = _pools(cost_center)
+    pools = pools_of(cost_center)
 
     @dag(dag_id=dag_id, schedule=CronDataIntervalTimetable(cost_center.schedule, timezone="UTC"),
-         start_date=_start_date(cost_center), end_date=_airflow_end_date(cost_center), catchup=cost_center.catchup,
-         max_active_runs=4, default_args=_default_args(cost_center),
-         tags=[TAG, "export", f"cost-center:{cost_center.name}"], params=_range_params(cost_center),
+         start_date=start_date(cost_center), end_date=airflow_end_date(cost_center), catchup=cost_center.catchup,
+         max_active_runs=4, default_args=default_args(cost_center),
+         tags=[TAG, "export", f"cost-center:{cost_center.name}"], params=range_params(cost_center),
          doc_md=export_doc(cost_center, dag_id, asset.name, pools))
     def export_dag() -> None:
         @task
@@ -216,9 +162,9 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
 
     bill = billing_asset(cost_center)
 
-    @dag(dag_id=dag_id, schedule=(asset | bill), start_date=_start_date(cost_center), catchup=False, max_active_runs=1,
-         default_args=_default_args(cost_center), tags=[TAG, "enrich", f"cost-center:{cost_center.name}"],
-         params=_range_params(cost_center),
+    @dag(dag_id=dag_id, schedule=(asset | bill), start_date=start_date(cost_center), catchup=False, max_active_runs=1,
+         default_args=default_args(cost_center), tags=[TAG, "enrich", f"cost-center:{cost_center.name}"],
+         params=range_params(cost_center),
          doc_md=ENRICH_DOC.format(name=cost_center.name, asset=asset.name, billing=cost_center.billing.uri,
                                   basis=cost_center.billing.cost_basis, table=cost_center.warehouse.table))
     def enrich_dag() -> None:
@@ -333,7 +279,7 @@ def build_billing_dag(cost_center: CostCenterConfig) -> DAG:
     alias = AssetAlias(f"podledger_{cost_center.name}_billing_updates")
 
     @dag(dag_id=dag_id, schedule=CronDataIntervalTimetable(cost_center.billing.check_schedule, timezone="UTC"),
-         start_date=_start_date(cost_center), catchup=False, max_active_runs=1, default_args=_default_args(cost_center),
+         start_date=start_date(cost_center), catchup=False, max_active_runs=1, default_args=default_args(cost_center),
          tags=[TAG, "billing", f"cost-center:{cost_center.name}"],
          doc_md=BILLING_DOC.format(name=cost_center.name, schedule=cost_center.billing.check_schedule,
                                    billing=cost_center.billing.uri, asset=bill.name))
@@ -344,7 +290,7 @@ def build_billing_dag(cost_center: CostCenterConfig) -> DAG:
             from airflow.sdk.exceptions import AirflowSkipException
 
             from podledger.billing import billing_periods
-            from podledger.billing import detect_updates as detect
+            from podledger.billing_watch import detect_updates as detect
             from podledger_airflow.stores import S3HookStore
 
             _, billing_bucket, billing_prefix = cost_center.billing.location

@@ -105,7 +105,8 @@ class CurCoverageSensor(BaseSensorOperator):
 
     def _status(self) -> tuple[bool, str, str | None]:
         """Return (covered, explanation, manifest key still missing)."""
-        from podledger.billing import billing_periods, coverage_end
+        from podledger.billing import billing_periods
+        from podledger.billing_watch import coverage_end
         from podledger.layout import to_utc
         from podledger.storage import split_uri
 

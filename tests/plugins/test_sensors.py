@@ -129,7 +129,7 @@ def test_billing_sensor_defers_until_the_cur_delivery_arrives(stack_env, moto, s
 
 
 def test_restated_billing_period_is_detected_once(moto, synth):
-    from podledger.billing import detect_updates
+    from podledger.billing_watch import detect_updates
     from podledger_lab.demo import ensure_bucket, upload_tree
 
     ensure_bucket(moto, "restated-billing")
