@@ -11,63 +11,19 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from podledger.config_checks import (
+    CONN_ID,
+    IDENTIFIER_RE,
+    NAME_RE,
+    check_cron,
+    check_object_uri,
+    sql_reserved_words,
+)
 from podledger.exceptions import ConfigError
 from podledger.storage import Location, split_uri
 
 CONFIG_ENV_VAR = "PODLEDGER_CONFIG"
 SAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "cost_centers.yaml"
-
-# Cluster names become S3 path segments and Airflow ids: keep them to what both accept (\Z: no trailing newline).
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
-# Airflow connection ids and pools.
-CONN_ID = r"^[A-Za-z0-9_.-]{1,200}$"  # pydantic (Rust regex): $ is the end of the text
-# S3 keys: AWS's "safe characters" only (a prefix becomes part of every object key podledger writes or reads).
-_SAFE_KEY_RE = re.compile(r"^[A-Za-z0-9!_.*'()/=-]*\Z")
-# S3 bucket names (AWS rules, lower case, 3-63 characters).
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-
-
-def check_cron(value: str) -> str:
-    """Refuse a cron expression Airflow's timetable would reject (naming it), before any DAG is built."""
-    from croniter import croniter
-
-    if not isinstance(value, str) or "\n" in value or not croniter.is_valid(value):
-        raise ValueError(f"{value!r} is not a valid cron expression (e.g. '*/30 * * * *' or '@daily')")
-    return value
-
-
-def check_object_uri(value: str, what: str) -> str:
-    """Refuse an ``s3://`` URI without a bucket or with unsafe key characters, a relative ``file://`` path."""
-    from urllib.parse import urlsplit
-
-    if not isinstance(value, str) or not value.startswith(("s3://", "file://")):
-        raise ValueError(f"{what} {value!r} must start with s3:// or file://")
-    parts = urlsplit(value)
-    if parts.scheme == "s3":
-        if not _BUCKET_RE.match(parts.netloc or ""):
-            raise ValueError(f"{what} {value!r} names no valid bucket (s3://<bucket>/<prefix>, bucket in lower case)")
-        if not _SAFE_KEY_RE.match(parts.path) or "//" in parts.path or len(parts.path) > 512:
-            raise ValueError(f"{what} {value!r}: the prefix may hold only letters, digits and !_.*'()/=- "
-                             "(no spaces or empty path segments), at most 512 characters")
-    elif not parts.path.startswith("/") or "\n" in parts.path:
-        raise ValueError(f"{what} {value!r}: file:// needs an absolute path (file:///var/podledger)")
-    return value.rstrip("/")
-
-
-_RESERVED: frozenset[str] | None = None
-
-
-def sql_reserved_words() -> frozenset[str]:
-    """SQL reserved words (DuckDB's parser is PostgreSQL's: its reserved list covers both warehouses)."""
-    global _RESERVED
-    if _RESERVED is None:
-        import duckdb
-
-        rows = duckdb.sql("SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'").fetchall()
-        _RESERVED = frozenset(r[0].lower() for r in rows)
-    return _RESERVED
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -92,9 +48,9 @@ class ClusterConfig(_Model):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value:
+        if not isinstance(value, str) or not NAME_RE.match(value) or ".." in value:
             raise ValueError(
-                f"cluster name {value!r} must match {_NAME_RE.pattern} (it becomes an S3 folder and an Airflow id)"
+                f"cluster name {value!r} must match {NAME_RE.pattern} (it becomes an S3 folder and an Airflow id)"
             )
         return value
 
@@ -200,7 +156,7 @@ class WarehouseConfig(_Model):
     def _identifier(cls, value: str) -> str:
         # The name is written into SQL unquoted (and gets _split_line_items / _daily_* suffixes): a plain,
         # non-reserved identifier of at most 40 characters.
-        if not isinstance(value, str) or not _IDENTIFIER_RE.match(value) or len(value) > 40:
+        if not isinstance(value, str) or not IDENTIFIER_RE.match(value) or len(value) > 40:
             raise ValueError(f"table {value!r} must be a plain SQL identifier (letters, digits, _; at most 40)")
         if value.lower() in sql_reserved_words():
             raise ValueError(f"table {value!r} is an SQL reserved word; choose another name (e.g. {value}_costs)")
@@ -276,7 +232,7 @@ class CostCenterConfig(_Model):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not isinstance(value, str) or not _NAME_RE.match(value):
+        if not isinstance(value, str) or not NAME_RE.match(value):
             raise ValueError(f"cost center name {value!r} must be 1-63 letters, digits, '_', '.' or '-', starting "
                              "with a letter or digit (it becomes part of DAG ids and Asset names)")
         return value
