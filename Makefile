@@ -15,3 +15,4 @@ test:
 lint:
 	./scripts/bootstrap.sh --dev
 	.venv/bin/ruff check include plugins dags tests bench
+	.venv/bin/mypy include/podledger plugins/podledger_airflow

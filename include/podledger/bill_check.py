@@ -23,11 +23,15 @@ import gzip
 import io
 import logging
 import re
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from podledger.exceptions import ReconciliationError
 from podledger.storage import ObjectStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-9
@@ -67,8 +71,8 @@ def _needed(name: str, fmt: str) -> bool:
     return name in _CUR_COLUMNS or name.startswith("resource_tags_")
 
 
-def _arrow(store: ObjectStore, key: str, between: tuple[str, dt.datetime, dt.datetime] | None = None,  # noqa: ANN202
-           fmt: str = "cur2"):
+def _arrow(store: ObjectStore, key: str, between: tuple[str, dt.datetime, dt.datetime] | None = None,
+           fmt: str = "cur2") -> pa.Table:
     """The file as a pyarrow Table of the columns the check reads; ``between`` (column, start, end): of a Parquet
     file whose column is a timestamp, only the rows in [start, end) (row groups outside it are skipped by their
     statistics)."""
@@ -171,7 +175,7 @@ def bill_lines(store: ObjectStore, keys: list[str], *, fmt: str, basis: str, tag
                 sql = _focus_sql(columns, basis, tag_keys, kind)
             else:
                 sql = _cur_sql(columns, basis, tag_keys)
-            parts.append(pl.from_arrow(con.sql(sql).arrow()))
+            parts.append(pl.DataFrame(con.sql(sql).arrow()))
             con.unregister("bill")
     finally:
         con.close()

@@ -170,9 +170,9 @@ def read_focus(store: ObjectStore, export_prefix: str, start: dt.datetime, end: 
     frame = pl.concat(frames, how="diagonal_relaxed")
     check_no_repeated_rows(frame, "FOCUS export")
     begin = pl.col(CHARGE_PERIOD_START)
-    period = (pl.col("BillingPeriodStart").cast(pl.String).str.slice(0, 7) if "BillingPeriodStart" in frame.columns
-              else begin.dt.strftime("%Y-%m"))
-    check_one_currency(frame, CURRENCY, period, "FOCUS export")
+    billing_period = (pl.col("BillingPeriodStart").cast(pl.String).str.slice(0, 7)
+                      if "BillingPeriodStart" in frame.columns else begin.dt.strftime("%Y-%m"))
+    check_one_currency(frame, CURRENCY, billing_period, "FOCUS export")
     return frame.filter((begin >= start) & (begin < end))
 
 
@@ -323,7 +323,7 @@ def cluster_identity(instance_costs: pl.DataFrame, node_instances: pl.DataFrame,
     """
     mine = instance_costs.join(node_instances.select("hour_start", "instance_id").unique(),
                                on=["hour_start", "instance_id"], how="semi")
-    found = {}
+    found: dict[str, str | None] = {}
     for name, configured in (("account_id", account_id), ("region", region)):
         values = sorted(v for v in mine[name].drop_nulls().unique().to_list() if v) if name in mine.columns else []
         if configured is not None:

@@ -44,8 +44,8 @@ def coverage_end(store: ObjectStore, export_prefix: str, period: str) -> dt.date
         column = frame[column_name]
         if column.dtype == pl.String:
             column = column.str.replace(" ", "T").str.to_datetime(time_zone="UTC", strict=False)
-        if column.len() and column.max() is not None:
-            value = column.max()
+        value = column.max()
+        if isinstance(value, dt.datetime):
             value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
             latest = max(latest, value) if latest else value
     return latest + dt.timedelta(hours=1) if latest else None

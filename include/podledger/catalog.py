@@ -118,7 +118,7 @@ def _requests(name: str, metric: str, resource: str, unit: str, required: bool =
     # container whose ``node`` label changed in the window (Pending, then scheduled) adds up to one request.
     if resource == "extended":  # every extended resource (accelerators): the config picks which ones count
         sel = f'{metric}{{{{resource!~"cpu|memory|{NOT_ALLOCATED}"{{sel}}}}}}'
-        keys = (*CONTAINER_KEYS, "resource")
+        keys: tuple[str, ...] = (*CONTAINER_KEYS, "resource")
     else:
         sel = f'{metric}{{{{resource="{resource}"{{sel}}}}}}'
         keys = CONTAINER_KEYS

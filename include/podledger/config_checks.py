@@ -51,6 +51,6 @@ def sql_reserved_words() -> frozenset[str]:
     if _RESERVED is None:
         import duckdb
 
-        rows = duckdb.sql("SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'").fetchall()
+        rows = duckdb.execute("SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'").fetchall()
         _RESERVED = frozenset(r[0].lower() for r in rows)
     return _RESERVED

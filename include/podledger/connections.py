@@ -72,7 +72,7 @@ def _airflow_connection(conn_id: str) -> ConnectionInfo | None:
     Connections as the DAGs, secrets backends included.
     """
     try:
-        from airflow.exceptions import AirflowNotFoundException
+        from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
         from airflow.models.connection import Connection
     except ImportError:
         return None

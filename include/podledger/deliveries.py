@@ -18,6 +18,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -126,7 +127,7 @@ def legacy_delivery(store: ObjectStore, partition_prefix: str, period: str) -> D
     return delivery
 
 
-def _read_manifest(store: ObjectStore, key: str) -> dict:
+def _read_manifest(store: ObjectStore, key: str) -> dict[str, Any]:
     try:
         manifest = json.loads(store.get(key))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -151,9 +152,10 @@ def read_bill_file(store: ObjectStore, key: str, *, columns: list[str] | None = 
             if columns is not None:  # the ones this file has (CUR and FOCUS name the same thing differently)
                 columns = [c for c in columns if c in schema]
             scan = pl.scan_parquet(io.BytesIO(data))
-            if between is not None and isinstance(schema.get(between[0]), pl.Datetime):
+            kind = schema.get(between[0]) if between is not None else None
+            if between is not None and isinstance(kind, pl.Datetime):
                 column, start, end = between
-                zone = schema[column].time_zone
+                zone = kind.time_zone
                 low, high = ((start, end) if zone else
                              (start.astimezone(dt.UTC).replace(tzinfo=None), end.astimezone(dt.UTC).replace(tzinfo=None)))
                 scan = scan.filter((pl.col(column) >= low) & (pl.col(column) < high))

@@ -43,5 +43,6 @@ def with_hour(frames: dict[str, pl.DataFrame]) -> tuple[dict[str, pl.DataFrame],
         pl.lit(_ANY_HOUR).cast(pl.Datetime("us", "UTC")).alias(HOUR)) for name, frame in frames.items()}, True
 
 
-def returned(frame: pl.DataFrame | None, added: bool) -> pl.DataFrame | None:
-    return frame.drop(HOUR) if added and frame is not None and HOUR in frame.columns else frame
+def returned(frame: pl.DataFrame, added: bool) -> pl.DataFrame:
+    """``frame`` without the hour column :func:`with_hour` added (kept when the caller's frames had it)."""
+    return frame.drop(HOUR) if added and HOUR in frame.columns else frame

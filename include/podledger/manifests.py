@@ -91,7 +91,8 @@ class Manifest(Mapping[str, Any]):
 
     @property
     def metrics(self) -> dict[str, MetricEntry]:
-        return self.document["metrics"]
+        metrics: dict[str, MetricEntry] = self.document["metrics"]
+        return metrics
 
     @property
     def probes(self) -> dict[str, Any]:

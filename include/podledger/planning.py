@@ -55,6 +55,8 @@ def plan_enrichment(cost_center: CostCenterConfig, params: dict[str, Any], event
     discover them). Raises :class:`~podledger.exceptions.NothingToDo` naming why when no hour is left.
     """
     explicit = bool(params.get("start") and params.get("end"))
+    start: dt.datetime | None
+    end: dt.datetime | None
     if explicit:
         start, end = to_utc(params["start"]), to_utc(params["end"])
     else:

@@ -157,8 +157,10 @@ def checked_answer(body: bytes, content_type: str, result_type: str, *, where: s
         raise _unexpected(where, f"HTTP 200 with content type {content_type or 'none'!r}, not JSON", body)
     try:
         answer = json.loads(body)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise _unexpected(where, f"the answer is not valid JSON ({exc.msg} at character {exc.pos})", body) from None
+    except ValueError as exc:  # bytes that are not text
+        raise _unexpected(where, f"the answer is not valid JSON ({exc})", body) from None
     if not isinstance(answer, dict):
         raise _unexpected(where, "the answer is not a JSON object", body)
     if answer.get("status") != "success":
@@ -172,7 +174,7 @@ def checked_answer(body: bytes, content_type: str, result_type: str, *, where: s
     for item in data["result"]:
         if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
             raise _unexpected(where, "a result item without its metric labels", body)
-        samples = [item.get(key)] if result_type == "vector" else item.get(key)
+        samples: list[Any] = [item.get(key)] if result_type == "vector" else (item.get(key) or [])
         for sample in samples or [None]:
             try:
                 float(sample[0]), float(sample[1])

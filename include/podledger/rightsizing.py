@@ -71,7 +71,8 @@ def recommendations_sql(loader: object, table: str, cost_center: str, start: obj
                            * avg_pods * {HOURS_PER_MONTH}, 0) AS monthly_saving
         FROM per_workload ORDER BY monthly_saving DESC"""
     params = [cost_center, start, end] + ([cluster] if cluster else [])
-    return loader.query(sql, params, read_only=True)  # type: ignore[attr-defined]
+    result: pl.DataFrame = loader.query(sql, params, read_only=True)  # type: ignore[attr-defined]
+    return result
 
 
 def container_recommendations(containers: pl.DataFrame, prices: pl.DataFrame, *, quantile: float = 0.95,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,14 @@ def rollup_statements(table: str, postgres: bool, grain: str = "day") -> list[st
     whose idle went to the pods (left out when idle is shared, kept when it is separate).
     """
     p = "%s" if postgres else "?"
+    key_columns: tuple[str, ...]
     if grain == "day":
         time = ("(date_trunc('day', hour_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')" if postgres
                 else "date_trunc('day', hour_start)")
         name, rollup, key_columns, time_column = "day", f"{table}_daily_rollup", ROLLUP_KEYS, "day"
     else:
-        time, name, rollup, key_columns, time_column = "hour_start", "hour_start", f"{table}_hourly_labels", \
-            LABEL_ROLLUP_KEYS, "hour_start"
+        time, name, rollup, key_columns, time_column = ("hour_start", "hour_start", f"{table}_hourly_labels",
+                                                        LABEL_ROLLUP_KEYS, "hour_start")
     scope = f"cost_center = {p} AND cluster = {p} AND hour_start >= {p} AND hour_start < {p}"
     keys = ", ".join(key_columns)
     sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_SUMS)
@@ -64,7 +66,7 @@ def rollup_statements(table: str, postgres: bool, grain: str = "day") -> list[st
     return [create, delete, f"INSERT INTO {rollup} {select}"]
 
 
-def refresh_rollups(run: Callable[[str, list], list[tuple]], table: str, postgres: bool, cost_center: str,
+def refresh_rollups(run: Callable[[str, list[Any]], list[tuple[Any, ...]]], table: str, postgres: bool, cost_center: str,
                     cluster: str, start: dt.datetime, end: dt.datetime) -> None:
     """Rebuild the rollups for a loaded slice; a rollup built by an older podledger (another shape) is rebuilt
     whole from the table first (it is derived data: nothing is lost)."""

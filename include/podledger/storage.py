@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -27,7 +28,7 @@ class ObjectStore(Protocol):
         """The keys under ``prefix`` with the time each was last written (UTC), from the same listings as ``list``."""
         ...
 
-    def delete(self, keys: list[str]) -> None: ...
+    def delete(self, keys: builtins.list[str]) -> None: ...
 
 
 def parent_folder(key: str) -> str:
@@ -78,7 +79,7 @@ class FsspecStore:
         self._fs.pipe_file(path, data)
 
     def get(self, key: str) -> bytes:
-        return self._fs.cat_file(self._path(key))
+        return bytes(self._fs.cat_file(self._path(key)))
 
     def exists(self, key: str) -> bool:
         if self.scheme != "s3":
@@ -132,7 +133,7 @@ class FsspecStore:
             return {key: info["LastModified"].astimezone(dt.UTC) for key, info in self._walk_detail(prefix).items()}
         return {key: dt.datetime.fromtimestamp(info["mtime"], dt.UTC) for key, info in self._find(prefix).items()}
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         if keys:
             self._fs.rm([self._path(k) for k in keys])
         self._fs.invalidate_cache()

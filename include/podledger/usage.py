@@ -204,7 +204,8 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str, keys: list[str], pods
     return known
 
 
-def _join_usage(rows: pl.DataFrame, frames: dict[str, pl.DataFrame], specs: tuple, keys: list[str]) -> pl.DataFrame:
+def _join_usage(rows: pl.DataFrame, frames: dict[str, pl.DataFrame], specs: tuple[tuple[str, str, str, float], ...],
+                keys: list[str]) -> pl.DataFrame:
     """Join usage sums (scaled) per incarnation on ``keys``; a metric missing from the window gives nulls, not zeros."""
     for name, column, out, scale in specs:
         frame = _get(frames, name)
@@ -224,7 +225,8 @@ def pod_presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     counts as running until deleted (validation says so). For stacked hours, hour by hour.
     """
     frames, added = with_hour(frames)
-    return returned(_presence(frames), added)
+    presence = _presence(frames)
+    return returned(presence, added) if presence is not None else None
 
 
 def _presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:

@@ -147,6 +147,7 @@ class CurCoverageSensor(BaseSensorOperator):
         self.log.info("%s", why)
         if covered:
             return
+        trigger: S3KeyTrigger | TimeDeltaTrigger
         if missing_prefix:
             _, bucket, _ = split_uri(self.billing_uri)
             trigger = S3KeyTrigger(bucket_name=bucket, bucket_key=f"{missing_prefix}*Manifest.json", wildcard_match=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -22,7 +23,7 @@ class S3HookStore:
         self.hook.load_bytes(data, key=key, bucket_name=self.bucket, replace=True)
 
     def get(self, key: str) -> bytes:
-        return self.hook.get_key(key, bucket_name=self.bucket).get()["Body"].read()
+        return bytes(self.hook.get_key(key, bucket_name=self.bucket).get()["Body"].read())
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -58,6 +59,6 @@ class S3HookStore:
     def modified(self, prefix: str) -> dict[str, dt.datetime]:
         return {key: when.astimezone(dt.UTC) for key, when in self._walk_detail(prefix).items()}
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         if keys:
             self.hook.delete_objects(bucket=self.bucket, keys=keys)
