@@ -37,7 +37,7 @@ from podledger.layout import plan_windows, to_utc
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore
 from podledger.usage import hours_without_pods, node_hours
-from podledger.validate import check_billing
+from podledger.validate import Finding, check_billing
 from podledger.windows import read_window_frames
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class EnrichResult:
 
     rows: pl.DataFrame
     reconciliation: pl.DataFrame
-    findings: list = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     split_line_items: pl.DataFrame | None = None
 
 
@@ -123,7 +123,8 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
     return EnrichResult(pl.concat([d.rows for d in days]), pl.concat([d.reconciliation for d in days],
                                                                      how="diagonal_relaxed"),
                         [f for d in days for f in d.findings],
-                        pl.concat([d.split_line_items for d in days], how="diagonal_relaxed"))
+                        pl.concat([d.split_line_items for d in days if d.split_line_items is not None],
+                                  how="diagonal_relaxed"))
 
 
 def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
@@ -213,10 +214,10 @@ def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: 
     report = reconcile(all_rows, billed).with_columns(pl.lit(cluster.name).alias("cluster"))
     bad = report.filter(~pl.col("ok"))
     if check and bad.height:
-        first = bad.row(0, named=True)
+        worst = bad.row(0, named=True)
         raise ReconciliationError(
             f"cost center {cost_center.name}, cluster {cluster.name}: {bad.height} hour(s) do not reconcile; first "
-            f"{first['hour_start']:%Y-%m-%dT%H}Z allocated {first['allocated_cost']:.10f} vs billed {first['billed_cost']:.10f}")
+            f"{worst['hour_start']:%Y-%m-%dT%H}Z allocated {worst['allocated_cost']:.10f} vs billed {worst['billed_cost']:.10f}")
     # 5. independently: the same money straight from the bill's files, per cluster-hour and per node-hour
     if check:
         from podledger.bill_check import bill_lines, check_against_bill, cluster_bill
@@ -235,7 +236,7 @@ def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: 
                                                                      for k in keys])
         report = report.join(independent.select("hour_start", "billed_from_files"), on="hour_start", how="left")
     mine = instance_costs.filter(pl.col("instance_id").is_in(all_rows["instance_id"].drop_nulls().unique().implode()))
-    region = mine["region"].drop_nulls().mode().first() if mine.height and mine["region"].drop_nulls().len() else "us-east-1"
-    account = mine["account_id"].drop_nulls().mode().first() if mine.height and mine["account_id"].drop_nulls().len() else ""
+    region = str(mine["region"].drop_nulls().mode().first()) if mine["region"].drop_nulls().len() else "us-east-1"
+    account = str(mine["account_id"].drop_nulls().mode().first()) if mine["account_id"].drop_nulls().len() else ""
     items = split_line_items(all_rows, region=region, account_id=account)
     return EnrichResult(all_rows, report, findings, items)

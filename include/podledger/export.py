@@ -279,7 +279,7 @@ class _WindowLog(logging.Handler):
 
 
 def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
-                  window: Window, *, metrics: tuple[MetricSpec, ...] | None = None, adopt: bool = False) -> dict[str, Any]:
+                  window: Window, *, metrics: tuple[MetricSpec, ...] | None = None, adopt: bool = False) -> Manifest:
     """Export one cluster-window and return its manifest; the manifest is written only after every file.
 
     The old manifest is deleted first, so a run killed half way leaves the window visibly incomplete
@@ -313,7 +313,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
 
 
 def _export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
-                   window: Window, *, metrics: tuple[MetricSpec, ...] | None, adopt: bool) -> dict[str, Any]:
+                   window: Window, *, metrics: tuple[MetricSpec, ...] | None, adopt: bool) -> Manifest:
     prefix = cost_center.storage.location.prefix
     fmt = cost_center.storage.format
     metrics = enabled_metrics(cost_center) if metrics is None else metrics
