@@ -43,7 +43,7 @@ def serialise(table: pa.Table, fmt: str, *, metric: str, keys: tuple[str, ...], 
         return buffer.getvalue()
     rows = table.to_pylist()
     if "timestamp" in table.column_names:  # raw series: a matrix, one series per label set
-        series: dict[tuple, list] = {}
+        series: dict[tuple[tuple[str, str], ...], list[list[Any]]] = {}
         for row in rows:
             labels = tuple(sorted(dict(row.get("labels") or []).items()))
             series.setdefault(labels, []).append([row["timestamp"].timestamp(), repr(float(row["value"]))])
@@ -103,31 +103,32 @@ def read_json_answer(data: bytes, keys: tuple[str, ...] | None = None) -> pl.Dat
     mark = answer.get("podledger") or {}
     keys = tuple(mark.get("keys") or keys or ())
     column_label = mark.get("column_label", COLUMN_LABEL)
-    rows: dict[tuple, dict[str, Any]] = {}
+    by_key: dict[tuple[str, ...], dict[str, Any]] = {}
     if answer["data"]["resultType"] == "matrix":
-        records = []
+        samples: list[dict[str, Any]] = []
         for item in answer["data"]["result"]:
-            labels = [{"key": k, "value": v} for k, v in sorted(item["metric"].items())]
+            entries = [{"key": k, "value": v} for k, v in sorted(item["metric"].items())]
             for ts, value in item["values"]:
-                records.append({"cluster": mark.get("cluster"), "timestamp": dt.datetime.fromtimestamp(float(ts), dt.UTC),
-                                "value": float(value), "labels": labels})
-        return pl.DataFrame(records, infer_schema_length=None)
+                samples.append({"cluster": mark.get("cluster"), "timestamp": dt.datetime.fromtimestamp(float(ts), dt.UTC),
+                                "value": float(value), "labels": entries})
+        return pl.DataFrame(samples, infer_schema_length=None)
     for item in answer["data"]["result"]:
-        labels = dict(item["metric"])
+        labels: dict[str, str] = dict(item["metric"])
         column = labels.pop(column_label, "value")
         key = tuple(labels.get(k, "") for k in keys)
-        row = rows.setdefault(key, {**dict(zip(keys, key, strict=True)), "cluster": mark.get("cluster"),
-                                    "labels": [{"key": k, "value": v} for k, v in sorted(labels.items())
-                                               if k not in keys]})
+        row = by_key.setdefault(key, {**dict(zip(keys, key, strict=True)), "cluster": mark.get("cluster"),
+                                      "labels": [{"key": k, "value": v} for k, v in sorted(labels.items())
+                                                 if k not in keys]})
         row[column] = float(item["value"][1])
-    columns = mark.get("value_columns") or sorted({c for r in rows.values() for c in r} - set(keys) - set(_FIXED))
+    columns = mark.get("value_columns") or sorted({c for r in by_key.values() for c in r} - set(keys) - set(_FIXED))
     window = mark.get("window") or {}
-    for row in rows.values():
+    for row in by_key.values():
         row["window_start"] = dt.datetime.fromisoformat(window["start"]) if window else None
         row["window_end"] = dt.datetime.fromisoformat(window["end"]) if window else None
     utc = pl.Datetime("us", "UTC")
-    schema = {"cluster": pl.String, "window_start": utc, "window_end": utc, **{k: pl.String for k in keys},
-              **{c: pl.Float64 for c in columns}}
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {
+        "cluster": pl.String, "window_start": utc, "window_end": utc, **{k: pl.String for k in keys},
+        **{c: pl.Float64 for c in columns}}
     if mark.get("labels_map", True):
         schema["labels"] = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
-    return pl.DataFrame([{name: r.get(name) for name in schema} for r in rows.values()], schema=schema)
+    return pl.DataFrame([{name: r.get(name) for name in schema} for r in by_key.values()], schema=schema)
