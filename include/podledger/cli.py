@@ -10,10 +10,11 @@ import argparse
 import datetime as dt
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from podledger.config import CostCenterConfig, load_config, load_cost_center
+from podledger.config import ClusterConfig, CostCenterConfig, load_config, load_cost_center
 from podledger.connections import aws_storage_options, get_connection
 from podledger.exceptions import PodledgerError
 from podledger.layout import manifest_key, plan_windows, to_utc
@@ -33,9 +34,9 @@ def store_for(uri: str, aws_conn_id: str) -> FsspecStore:
 
 
 def _clusters(cost_center: CostCenterConfig, names: list[str] | None, start: dt.datetime | None = None,
-              end: dt.datetime | None = None):
+              end: dt.datetime | None = None) -> list[ClusterConfig]:
     """Return the clusters to work on: the named ones, the configured ones, or those discovered (centralized)."""
-    if cost_center.discovery is not None and start is not None:
+    if cost_center.discovery is not None and start is not None and end is not None:
         from podledger.discovery import discover_clusters
         from podledger.promclient import client_from_connection
 
@@ -126,6 +127,8 @@ def cmd_allocate(args: argparse.Namespace) -> int:
                 parts = {"rows": day.rows.select(list(OUTPUT_SCHEMA)), "items": day.split_line_items,
                          "reconciliation": reconciliation_rows(day.reconciliation, cc.name)}
                 for name, frame in parts.items():
+                    if frame is None:
+                        continue
                     table = frame.to_arrow()
                     if name not in writers:
                         writers[name] = pq.ParquetWriter(paths[name], table.schema)
@@ -231,7 +234,7 @@ def cmd_rightsize(args: argparse.Namespace) -> int:
     return 0
 
 
-def owned_clusters(cc) -> set[str] | None:  # noqa: ANN001 - a CostCenterConfig
+def owned_clusters(cc: CostCenterConfig) -> set[str] | None:
     """The cluster folders retention may touch: the cost center's own (None: discovery owns its whole prefix)."""
     return None if cc.discovery is not None else {c.name for c in cc.clusters}
 
@@ -312,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
-    def staged(name: str, help_: str, func) -> argparse.ArgumentParser:  # noqa: ANN001
+    def staged(name: str, help_: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("--cost-center", required=True)
         p.add_argument("--config", help="cost-center YAML (default: $PODLEDGER_CONFIG or include/cost_centers.yaml)")
@@ -376,7 +379,8 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         print(f"error: --end {args.end:%Y-%m-%dT%H:%MZ} must be after --start {args.start:%Y-%m-%dT%H:%MZ}", file=sys.stderr)
         return 2
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except PodledgerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

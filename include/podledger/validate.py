@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import polars as pl
@@ -267,7 +267,7 @@ def summarise(findings: Iterable[Finding]) -> tuple[int, int]:
 
 
 def validate_windows(store: ObjectStore, cost_center: CostCenterConfig, items: list[tuple[str, Window]],
-                     peers: list[tuple[CostCenterConfig, ObjectStore]] = ()) -> list[Finding]:
+                     peers: Sequence[tuple[CostCenterConfig, ObjectStore]] = ()) -> list[Finding]:
     """Validate each (cluster, window); write a report beside each manifest; raise when any error is found.
 
     ``peers`` are the other cost centers (with their stores) checked for nodes counted twice.
