@@ -144,7 +144,7 @@ def parse_raw_answer(data: bytes, key: str, window: Window | None) -> RawFile:
     points = pl.DataFrame({"sid": sids, "ts": stamps, "value": values},
                           schema={"sid": pl.Int64, "ts": pl.Float64, "value": pl.Float64})
     if window is not None and points.height:
-        low, high = points["ts"].min(), points["ts"].max()
+        low, high = points.select(pl.col("ts").min()).item(), points.select(pl.col("ts").max()).item()
         if high > window.end.timestamp() or low < window.start.timestamp() - window.seconds:
             first = dt.datetime.fromtimestamp(low, dt.UTC).isoformat()
             last = dt.datetime.fromtimestamp(high, dt.UTC).isoformat()
@@ -202,7 +202,7 @@ def _sampling_seconds(points: pl.DataFrame, scrape_interval: int) -> float:
     gaps = gaps.filter(pl.col("gap") > 0)
     if gaps.height == 0:
         return float(scrape_interval)
-    median = float(gaps["gap"].median())
+    median = float(gaps.select(pl.col("gap").median()).item())
     if abs(median - scrape_interval) <= _SAMPLING_TOLERANCE * scrape_interval:
         return float(scrape_interval)
     return round(median, 3)
@@ -237,7 +237,7 @@ def _increase(points: pl.DataFrame, baseline: pl.DataFrame | None) -> pl.DataFra
 
 
 def _rollup(spec: MetricSpec, raw: RawFile, window: Window, selector: Selector, interval: float,
-            cluster_label: str | None, previous: RawFile | None, warnings: list[str]) -> dict[tuple, dict[str, Any]]:
+            cluster_label: str | None, previous: RawFile | None, warnings: list[str]) -> dict[tuple[str, ...], dict[str, Any]]:
     """Compute what the catalog's rollup queries of ``spec`` would answer for the window, as export rows."""
     series = raw.series.filter(selector.expression(raw.label_columns))
     if spec.source.startswith("container_"):
@@ -274,7 +274,7 @@ def _rollup(spec: MetricSpec, raw: RawFile, window: Window, selector: Selector, 
             per_series[column] = grouped.agg((pl.col("value").sum() * scale).alias("v"))
     label_columns = [c for c in series.columns if c not in ("sid", "series_key")]
     keys = list(spec.keys)
-    rows: dict[tuple, dict[str, Any]] = {}
+    rows: dict[tuple[str, ...], dict[str, Any]] = {}
     for column, values in per_series.items():
         joined = values.join(series, on="sid").with_columns(
             *[(pl.col(k).fill_null("") if k in label_columns else pl.lit("")).alias(k) for k in keys])
@@ -335,7 +335,7 @@ def import_window(store: ObjectStore, cost_center: CostCenterConfig, cluster: Cl
         if key is None:
             warnings.append(f"{spec.name}: no raw file for {selector.metric} (optional): written empty, as if "
                             "Prometheus had answered nothing")
-            rows: dict[tuple, dict[str, Any]] = {}
+            rows: dict[tuple[str, ...], dict[str, Any]] = {}
             imported[spec.name] = {"source": None, "metric": selector.metric}
         else:
             raw = sources.read(key, window)
