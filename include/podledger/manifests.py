@@ -107,6 +107,11 @@ class Manifest(Mapping[str, Any]):
     def scrape_interval_seconds(self) -> int | None:
         return self.document.get("scrape_interval_seconds")
 
+    def rows_of(self, name: str) -> int:
+        """The rows of metric ``name``'s file (0 when the window has none)."""
+        entry = self.metrics.get(name)
+        return int(entry.get("rows", 0)) if entry else 0
+
     @property
     def rows(self) -> int:
         """The rows of every metric file."""

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import polars as pl
 
@@ -61,7 +62,7 @@ def _window_label(manifest: Manifest) -> str:
     return str(manifest.window)
 
 
-def _names(items: list[dict], *keys: str, limit: int = 5) -> str:
+def _names(items: list[dict[str, Any]], *keys: str, limit: int = 5) -> str:
     shown = ["/".join(str(item.get(k, "")) for k in keys) for item in items[:limit]]
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return ", ".join(shown) + more
@@ -77,7 +78,7 @@ def check_manifest(manifest: Manifest) -> list[Finding]:
         found.append(Finding(severity, rule, cluster, window, metric, message, fix))
 
     v1 = sorted(item.get("metric_name", "") for item in probes.get("ksm_v1_metrics", []))
-    requests_empty = metrics.get("cpu_requests", {}).get("rows", 0) == 0
+    requests_empty = manifest.rows_of("cpu_requests") == 0
     if v1 and requests_empty:
         add(ERROR, "ksm_v1_metrics", "cpu_requests",
             f"kube-state-metrics v1 metric names found ({', '.join(v1)}) and no v2 "
@@ -93,7 +94,7 @@ def check_manifest(manifest: Manifest) -> list[Finding]:
             "export the window with podledger for exact rollups, or add the missing raw files and import again")
 
     values = probes.get("cluster_label_values")
-    if values is not None and metrics.get("node_info", {}).get("rows", 0) == 0:
+    if values is not None and manifest.rows_of("node_info") == 0:
         label = probes.get("cluster_label", "cluster")
         add(ERROR, "cluster_label_missing", "node_info",
             f"no series carry {label}=<this cluster>; values seen for '{label}': {values or 'none (label absent)'}",
@@ -112,8 +113,7 @@ def check_manifest(manifest: Manifest) -> list[Finding]:
                 f"start kube-state-metrics with {LABELS_FLAG}")
 
     # Pod presence changes every cent: without it every node-hour would be idle.
-    def rows(name: str) -> int:
-        return (metrics.get(name) or {}).get("rows", 0)
+    rows = manifest.rows_of
 
     if rows("pod_running") == 0 and rows("pod_info") == 0:
         add(ERROR, "pod_presence_missing", "pod_running",
@@ -166,9 +166,9 @@ def check_window_data(manifest: Manifest, frames: dict[str, pl.DataFrame]) -> li
                 f"({_names(bad, 'node', 'provider_id')}): they cannot be matched to the bill",
                 "run nodes with the cloud provider's providerID (aws:///<zone>/i-…, gce://…, azure:///…) or drop "
                 "this cluster from billing-based allocation")
-        coverage = nodes["present_seconds"].max() / seconds
+        coverage = float(nodes.select(pl.col("present_seconds").max()).item()) / seconds
         if coverage > 2 - MIN_WINDOW_COVERAGE:
-            interval = manifest.scrape_interval_seconds
+            interval = manifest.scrape_interval_seconds or 0
             add(ERROR, "scrape_interval_mismatch", "node_info",
                 f"nodes have more samples than the window can hold at the configured scrape interval of {interval}s "
                 f"({coverage:.0%} of the window): every value-second (requests, memory) would be overstated",
