@@ -117,7 +117,7 @@ def cmd_allocate(args: argparse.Namespace) -> int:
         raise PodledgerError(f"empty hour range {args.start} .. {args.end}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     paths = {"rows": args.out, "items": split_items_path(args.out),
-             "reconciliation": str(Path(args.out).with_suffix("")) + ".reconciliation.parquet"}
+             "reconciliation": reconciliation_path(args.out)}
     writers: dict[str, pq.ParquetWriter] = {}
     reports, rows = [], 0
     try:
@@ -149,6 +149,11 @@ def split_items_path(rows_path: str) -> str:
     return str(Path(rows_path).with_suffix("")) + ".split_line_items.parquet"
 
 
+def reconciliation_path(rows_path: str) -> str:
+    """Return where the per-hour reconciliation of an allocation Parquet file lives."""
+    return str(Path(rows_path).with_suffix("")) + ".reconciliation.parquet"
+
+
 def _day_slice(frame: pl.LazyFrame, column: str, cluster: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """One cluster's rows of [start, end) from a scanned allocation file."""
     import polars as pl
@@ -166,7 +171,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     rows = pl.scan_parquet(args.rows)
     items_path = Path(split_items_path(args.rows))
     items = pl.scan_parquet(items_path) if items_path.exists() else None
-    recon_path = Path(str(Path(args.rows).with_suffix("")) + ".reconciliation.parquet")
+    recon_path = Path(reconciliation_path(args.rows))
     recon = pl.scan_parquet(recon_path) if recon_path.exists() else None
     loader = loader_for(cc.warehouse)
     clusters = args.cluster or sorted(rows.select(pl.col("cluster").unique()).collect()["cluster"])

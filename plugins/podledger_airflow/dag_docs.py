@@ -24,6 +24,10 @@ are skipped. Backfill history with
 `airflow backfill create --dag-id {dag_id} --from-date 2026-11-01 --to-date 2026-11-03`. The trigger form's
 params (all optional): `start`/`end` (UTC) export that range instead of the data interval, `clusters` limits
 the run to some clusters, `force` re-exports complete windows. Costs: Browse → Cost explorer, or `podledger report`.
+
+**Retention.** The last task deletes windows older than `retention_days` ({retention} days) that were also
+exported longer ago than that: history exported today (a backfill, a run with an old `start`) is kept
+{retention} days from its export, so its enrichment still finds it.
 """
 
 ENRICH_DOC = """
@@ -63,4 +67,5 @@ def export_doc(cost_center: CostCenterConfig, dag_id: str, asset: str, pools: li
         name=cost_center.name, schedule=cost_center.schedule, frame=cost_center.time_frame_seconds,
         clusters=", ".join(c.name for c in cost_center.clusters) or "discovered by cluster label",
         uri=cost_center.storage.uri, ext=cost_center.storage.format, asset=asset, dag_id=dag_id,
-        catchup=catchup, end=end, pools=pool_text, batch=cost_center.queries_batch_size)
+        catchup=catchup, end=end, pools=pool_text, batch=cost_center.queries_batch_size,
+        retention=cost_center.storage.retention_days)
