@@ -12,6 +12,7 @@ control plane). Every cent of the cluster's billed cost ends up in exactly one r
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -25,21 +26,21 @@ UNPRICED = "__unpriced__"
 CLUSTER_OVERHEAD = "__cluster_overhead__"
 
 OUTPUT_SCHEMA: dict[str, pl.DataType] = {
-    "hour_start": pl.Datetime("us", "UTC"), "cost_center": pl.String, "cluster": pl.String, "node": pl.String,
-    "instance_id": pl.String, "instance_type": pl.String, "namespace": pl.String, "pod": pl.String, "uid": pl.String,
-    "controller_kind": pl.String, "controller_name": pl.String, "pod_labels": pl.String,
-    "namespace_labels": pl.String, "node_labels": pl.String,
-    "running_hours": pl.Float64, "cpu_request_core_hours": pl.Float64, "cpu_usage_core_hours": pl.Float64,
-    "cpu_allocated_core_hours": pl.Float64, "memory_request_gib_hours": pl.Float64,
-    "memory_usage_gib_hours": pl.Float64, "memory_allocated_gib_hours": pl.Float64, "gpu_allocated_hours": pl.Float64,
-    "network_transmit_bytes": pl.Float64, "network_receive_bytes": pl.Float64,
-    "cpu_cost": pl.Float64, "memory_cost": pl.Float64, "gpu_cost": pl.Float64, "unused_cost": pl.Float64,
-    "network_cost": pl.Float64, "overhead_cost": pl.Float64,
+    "hour_start": pl.Datetime("us", "UTC"), "cost_center": pl.String(), "cluster": pl.String(), "node": pl.String(),
+    "instance_id": pl.String(), "instance_type": pl.String(), "namespace": pl.String(), "pod": pl.String(), "uid": pl.String(),
+    "controller_kind": pl.String(), "controller_name": pl.String(), "pod_labels": pl.String(),
+    "namespace_labels": pl.String(), "node_labels": pl.String(),
+    "running_hours": pl.Float64(), "cpu_request_core_hours": pl.Float64(), "cpu_usage_core_hours": pl.Float64(),
+    "cpu_allocated_core_hours": pl.Float64(), "memory_request_gib_hours": pl.Float64(),
+    "memory_usage_gib_hours": pl.Float64(), "memory_allocated_gib_hours": pl.Float64(), "gpu_allocated_hours": pl.Float64(),
+    "network_transmit_bytes": pl.Float64(), "network_receive_bytes": pl.Float64(),
+    "cpu_cost": pl.Float64(), "memory_cost": pl.Float64(), "gpu_cost": pl.Float64(), "unused_cost": pl.Float64(),
+    "network_cost": pl.Float64(), "overhead_cost": pl.Float64(),
     # AWS split-cost detail per resource (feeds the split line items in the SCAD shape).
-    "cpu_split_usage_ratio": pl.Float64, "memory_split_usage_ratio": pl.Float64,
-    "cpu_unused_cost": pl.Float64, "memory_unused_cost": pl.Float64, "gpu_unused_cost": pl.Float64,
-    "public_on_demand_factor": pl.Float64, "net_factor": pl.Float64,
-    "total_cost": pl.Float64, "currency": pl.String, "cost_basis": pl.String, "efficiency": pl.Float64,
+    "cpu_split_usage_ratio": pl.Float64(), "memory_split_usage_ratio": pl.Float64(),
+    "cpu_unused_cost": pl.Float64(), "memory_unused_cost": pl.Float64(), "gpu_unused_cost": pl.Float64(),
+    "public_on_demand_factor": pl.Float64(), "net_factor": pl.Float64(),
+    "total_cost": pl.Float64(), "currency": pl.String(), "cost_basis": pl.String(), "efficiency": pl.Float64(),
 }
 NUMERIC = [k for k, v in OUTPUT_SCHEMA.items() if v == pl.Float64]
 
@@ -113,7 +114,7 @@ def _sentinel(frame: pl.DataFrame, owner: str) -> pl.DataFrame:
                               pl.lit(owner).alias("controller_kind"), pl.lit(owner).alias("controller_name"))
 
 
-def _conform(frame: pl.DataFrame, common: dict[str, object]) -> pl.DataFrame:
+def _conform(frame: pl.DataFrame, common: Mapping[str, object]) -> pl.DataFrame:
     columns = []
     for name, dtype in OUTPUT_SCHEMA.items():
         if name in common:

@@ -127,8 +127,6 @@ def cmd_allocate(args: argparse.Namespace) -> int:
                 parts = {"rows": day.rows.select(list(OUTPUT_SCHEMA)), "items": day.split_line_items,
                          "reconciliation": reconciliation_rows(day.reconciliation, cc.name)}
                 for name, frame in parts.items():
-                    if frame is None:
-                        continue
                     table = frame.to_arrow()
                     if name not in writers:
                         writers[name] = pq.ParquetWriter(paths[name], table.schema)
@@ -385,10 +383,10 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         return 2
     try:
         code: int = args.func(args)
-        return code
     except PodledgerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return code
 
 
 if __name__ == "__main__":

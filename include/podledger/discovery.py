@@ -7,12 +7,12 @@ import fnmatch
 import hashlib
 import logging
 import re
-from typing import Any
 
 import requests
 
 from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import ConfigError, PrometheusQueryError
+from podledger.promclient import PrometheusClient
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,12 @@ def folder_name(value: str) -> str:
     return f"{cleaned}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
 
 
-def label_values(client: Any, label: str, start: dt.datetime, end: dt.datetime, timeout: float = 60.0) -> list[str]:
+def label_values(client: PrometheusClient, label: str, start: dt.datetime, end: dt.datetime, timeout: float = 60.0) -> list[str]:
     """Return the values ``label`` takes on kube_node_info between ``start`` and ``end``."""
     url = f"{client.url}/api/v1/label/{label}/values"
     params = {"match[]": "kube_node_info", "start": f"{start.timestamp():.0f}", "end": f"{end.timestamp():.0f}"}
     try:
-        response = client.podledger_session.get(url, params=params, headers=client.headers, auth=client.auth,
-                                       verify=client.podledger_session.verify, timeout=timeout)
+        response = client.request("GET", url, params=params, timeout=timeout)
     except requests.RequestException as exc:
         raise PrometheusQueryError(f"cluster discovery at {client.url}: {type(exc).__name__}") from None
     if response.status_code != 200:
@@ -44,7 +43,8 @@ def label_values(client: Any, label: str, start: dt.datetime, end: dt.datetime, 
     return sorted(response.json().get("data") or [])
 
 
-def discover_clusters(client: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime) -> list[ClusterConfig]:
+def discover_clusters(client: PrometheusClient, cost_center: CostCenterConfig, start: dt.datetime,
+                      end: dt.datetime) -> list[ClusterConfig]:
     """Return one ClusterConfig per allowed value of the cluster label seen in [start, end]."""
     discovery = cost_center.discovery
     if discovery is None:

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -51,8 +51,8 @@ class EnrichResult:
 
     rows: pl.DataFrame
     reconciliation: pl.DataFrame
-    findings: list[Finding] = field(default_factory=list)
-    split_line_items: pl.DataFrame | None = None
+    findings: list[Finding]
+    split_line_items: pl.DataFrame
 
 
 def combine_windows(per_window: list[dict[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
@@ -123,8 +123,7 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
     return EnrichResult(pl.concat([d.rows for d in days]), pl.concat([d.reconciliation for d in days],
                                                                      how="diagonal_relaxed"),
                         [f for d in days for f in d.findings],
-                        pl.concat([d.split_line_items for d in days if d.split_line_items is not None],
-                                  how="diagonal_relaxed"))
+                        pl.concat([d.split_line_items for d in days], how="diagonal_relaxed"))
 
 
 def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import polars as pl
 
 from podledger.config import CostCenterConfig
 
+if TYPE_CHECKING:
+    from podledger.warehouse import Warehouse
+
 IDLE = "__idle__"
 
 
-def read_rows(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime,
+def read_rows(loader: Warehouse, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime,
               cluster: str | None = None) -> pl.DataFrame:
     """The allocation rows of a cost center (and cluster) in [start, end)."""
     p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
@@ -60,7 +63,7 @@ def _group_sql(by: str, postgres: bool) -> tuple[str, list[Any], tuple[str, ...]
     raise PodledgerError(f"by {by!r}: choose one of namespace, controller, pod, node, instance_type or label:<key>")
 
 
-def _has_table(loader: Any, cost_center: CostCenterConfig, name: str) -> bool:
+def _has_table(loader: Warehouse, cost_center: CostCenterConfig, name: str) -> bool:
     """Whether the warehouse holds ``name`` (the rollups every load since podledger 0.3 keeps beside the table)."""
     if cost_center.warehouse.kind == "postgres":
         sql, params = "SELECT to_regclass(%s) IS NOT NULL AS present", [name]
@@ -73,7 +76,17 @@ def _whole_days(start: dt.datetime, end: dt.datetime) -> bool:
     return all(t.astimezone(dt.UTC).time() == dt.time(0) for t in (start, end))
 
 
-def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *,
+class _Query(TypedDict):
+    """What an allocation query asks for, passed on unchanged to the rollup or hourly aggregation."""
+
+    by: str
+    step: str | None
+    idle: str
+    cluster: str | None
+    lean: bool
+
+
+def allocation_sql(loader: Warehouse, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *,
                    by: str, step: str | None, idle: str = "separate", cluster: str | None = None,
                    lean: bool = False) -> pl.DataFrame:
     """The allocation report aggregated by the warehouse itself (the rows never leave it): fast on months of data.
@@ -83,7 +96,7 @@ def allocation_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetim
     read the daily rollup the loader maintains (one row per pod and day); labels by the hour read the hourly label
     rollup (one row per hour and label set); other hours read the allocation table.
     """
-    kwargs = {"by": by, "step": step, "idle": idle, "cluster": cluster, "lean": lean}
+    kwargs = _Query(by=by, step=step, idle=idle, cluster=cluster, lean=lean)
     if step != "hour" and _whole_days(start, end) and _has_table(loader, cost_center, f"{loader.table}_daily_rollup"):
         return _aggregate_rollup(loader, cost_center, start, end, rollup="daily_rollup", **kwargs)
     if by.startswith("label:") and _has_table(loader, cost_center, f"{loader.table}_hourly_labels"):
@@ -110,7 +123,7 @@ def _bucket(step: str | None, time_column: str, postgres: bool) -> str:
     return f"date_trunc('{_TRUNC[step]}', {column}) AS {step}, "
 
 
-def _aggregate_rollup(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
+def _aggregate_rollup(loader: Warehouse, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
                       step: str | None, idle: str, cluster: str | None, lean: bool, rollup: str) -> pl.DataFrame:
     """From a rollup the loader keeps (daily per pod, or hourly per label set); both carry the hourly idle shares."""
     postgres = cost_center.warehouse.kind == "postgres"
@@ -142,7 +155,7 @@ def _aggregate_rollup(loader: Any, cost_center: CostCenterConfig, start: dt.date
     return _utc_bucket(frame, step)
 
 
-def _aggregate_hours(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
+def _aggregate_hours(loader: Warehouse, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *, by: str,
                      step: str | None, idle: str, cluster: str | None, lean: bool) -> pl.DataFrame:
     """Hours from the allocation table, in two steps: sums per hour and distinct group inputs (few rows), then
     the group expression (JSON label lookups included) and the idle shares on those sums.
@@ -188,7 +201,7 @@ def _aggregate_hours(loader: Any, cost_center: CostCenterConfig, start: dt.datet
     return _utc_bucket(frame, step)
 
 
-def _with_pods(loader: Any, cost_center: CostCenterConfig, frame: pl.DataFrame, start: dt.datetime,
+def _with_pods(loader: Warehouse, cost_center: CostCenterConfig, frame: pl.DataFrame, start: dt.datetime,
                end: dt.datetime, *, by: str, step: str | None, idle: str, cluster: str | None) -> pl.DataFrame:
     """Add the distinct pods of each group (and step), counted on the allocation rows."""
     postgres = cost_center.warehouse.kind == "postgres"
@@ -215,7 +228,7 @@ def _utc_bucket(frame: pl.DataFrame, step: str | None) -> pl.DataFrame:
     return frame
 
 
-def allocation_from_warehouse(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *,
+def allocation_from_warehouse(loader: Warehouse, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime, *,
                               by: str, step: str, idle: str = "separate", cluster: str | None = None,
                               top: int = 8) -> dict[str, Any]:
     """Like :func:`allocation`, aggregated in the warehouse: the table for the range and the top groups over time."""
@@ -227,7 +240,7 @@ def allocation_from_warehouse(loader: Any, cost_center: CostCenterConfig, start:
     return {"table": table, "series": series, "groups": [*leaders, *(["other"] if series[by].eq("other").any() else [])]}
 
 
-def reconciliation(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime,
+def reconciliation(loader: Warehouse, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime,
                    cluster: str | None = None) -> pl.DataFrame:
     """Per hour and cluster: allocated (Σ rows, read back), billed (from the bill's files at enrichment), unpriced."""
     p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
@@ -260,7 +273,7 @@ def reconciliation(loader: Any, cost_center: CostCenterConfig, start: dt.datetim
                     "overhead").sort("hour_start", "cluster"))
 
 
-def freshness(loader: Any, cost_center: CostCenterConfig) -> pl.DataFrame:
+def freshness(loader: Warehouse, cost_center: CostCenterConfig) -> pl.DataFrame:
     """Per cluster: the last hour loaded, and the hours still waiting for the bill (__unpriced__ cost)."""
     p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
     # The hourly label rollup has every loaded hour and namespace in far fewer rows than the table.
@@ -284,7 +297,7 @@ def label_keys(rows: pl.DataFrame) -> list[str]:
     return sorted(keys)
 
 
-def label_keys_sql(loader: Any, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime) -> list[str]:
+def label_keys_sql(loader: Warehouse, cost_center: CostCenterConfig, start: dt.datetime, end: dt.datetime) -> list[str]:
     """The label keys of the pods and namespaces of the range's last hour (cheap on months of rows)."""
     p = "%s" if cost_center.warehouse.kind == "postgres" else "?"
     scope = f"cost_center = {p} AND hour_start >= {p} AND hour_start < {p}"

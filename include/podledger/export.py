@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ from podledger.exceptions import QueryTooLarge
 from podledger.layout import EXTENSIONS, Window, manifest_key, metric_key
 from podledger.manifests import Manifest, MetricEntry, check_owner, manifest_head, refuse_foreign_files
 from podledger.metric_files import serialise
-from podledger.promclient import QueryResult, instant_query, range_query
+from podledger.promclient import PrometheusClient, QueryResult, instant_query, range_query
 from podledger.shards import Shard, shard_label
 from podledger.storage import ObjectStore
 
@@ -68,7 +69,7 @@ def _exec_seconds(result: QueryResult) -> float:
     return float(((result.stats or {}).get("timings") or {}).get("execTotalTime") or 0.0)
 
 
-def rollup_table(spec: MetricSpec, cluster: str, window: Window, rows: dict[tuple, dict[str, Any]]) -> pa.Table:
+def rollup_table(spec: MetricSpec, cluster: str, window: Window, rows: dict[tuple[Any, ...], dict[str, Any]]) -> pa.Table:
     keys = list(spec.keys)
     columns: dict[str, pa.Array] = {
         "cluster": pa.array([cluster] * len(rows), pa.string()),
@@ -91,8 +92,8 @@ def _value(sample: list[Any]) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _run_split(client: Any, template: str, cluster: ClusterConfig, end: float, seconds: int, *, cluster_label: str | None,
-               timeout: float, retries: int, context: str, matchers: tuple[str, ...] = (),
+def _run_split(client: PrometheusClient, template: str, cluster: ClusterConfig, end: float, seconds: int, *,
+               cluster_label: str | None, timeout: float, retries: int, context: str, matchers: tuple[str, ...] = (),
                shard: Shard) -> list[QueryResult]:
     """Run a rollup over (end - seconds, end]; when the backend refuses it for size, split it and recurse.
 
@@ -101,19 +102,20 @@ def _run_split(client: Any, template: str, cluster: ClusterConfig, end: float, s
     adjacent spans (value-seconds, counts, telescoping counter deltas) or a max (info values, peaks), so the
     pieces combine exactly.
     """
-    subset = matchers + ((shard.matcher(),) if shard.matcher() else ())
+    own = shard.matcher()
+    subset = matchers + ((own,) if own else ())
     query = render(template, window_seconds=seconds, interval_seconds=cluster.scrape_interval_seconds,
                    cluster_label=cluster_label, cluster_value=cluster.cluster_label_value, matchers=subset)
     try:
         return [instant_query(client, query, end, context=context, timeout=timeout, retries=retries)]
     except QueryTooLarge as exc:
-        kwargs = {"cluster_label": cluster_label, "timeout": timeout, "retries": retries, "context": context,
-                  "matchers": matchers}
+        again = functools.partial(_run_split, client, template, cluster, cluster_label=cluster_label, timeout=timeout,
+                                  retries=retries, context=context, matchers=matchers)
         parts = shard.split()
         if parts:
             log.info("%s: too large, splitting the series into %d sets by %s", context, len(parts), shard.label)
             return [r for part in parts
-                    for r in _run_split(client, template, cluster, end, seconds, shard=part, **kwargs)]
+                    for r in again(end, seconds, shard=part)]
         if seconds <= MIN_SPLIT_SECONDS:
             raise QueryTooLarge(f"{exc}; still too large for {shard.matcher() or 'all series'} over {seconds}s: raise "
                                 "the backend's limit (query.max-samples, max-fetched-series) or use a smaller "
@@ -121,11 +123,10 @@ def _run_split(client: Any, template: str, cluster: ClusterConfig, end: float, s
         first = max((seconds // 2) // MIN_SPLIT_SECONDS * MIN_SPLIT_SECONDS, MIN_SPLIT_SECONDS)
         second = seconds - first
         log.info("%s: too large over %ds, splitting into %ds + %ds", context, seconds, first, second)
-        return (_run_split(client, template, cluster, end - second, first, shard=shard, **kwargs)
-                + _run_split(client, template, cluster, end, second, shard=shard, **kwargs))
+        return again(end - second, first, shard=shard) + again(end, second, shard=shard)
 
 
-def _pods_with_resets(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, frame: MetricFrame, *,
+def _pods_with_resets(client: PrometheusClient, spec: MetricSpec, cluster: ClusterConfig, window: Window, frame: MetricFrame, *,
                       cluster_label: str | None, timeout: float, retries: int) -> list[str] | None:
     """Return the pods whose ``spec.counter`` series reset in (start - R, end]; None when the check was refused."""
     query = render(COUNTER_RESETS.format(selector=spec.counter), window_seconds=window.seconds,
@@ -140,7 +141,7 @@ def _pods_with_resets(client: Any, spec: MetricSpec, cluster: ClusterConfig, win
     return sorted({item["metric"].get("pod", "") for item in result.series})
 
 
-def _column_queries(client: Any, spec: MetricSpec, template: str, cluster: ClusterConfig, window: Window,
+def _column_queries(client: PrometheusClient, spec: MetricSpec, template: str, cluster: ClusterConfig, window: Window,
                     frame: MetricFrame, *, cluster_label: str | None, timeout: float,
                     retries: int) -> list[tuple[str, tuple[str, ...]]]:
     """Return (template, extra matchers) pairs whose results add up to the column over the window.
@@ -163,10 +164,10 @@ def _column_queries(client: Any, spec: MetricSpec, template: str, cluster: Clust
     return [(fast, (pod_matcher(pods, negate=True),)), (exact, (pod_matcher(pods, negate=False),))]
 
 
-def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
+def query_metric(client: PrometheusClient, spec: MetricSpec, cluster: ClusterConfig, window: Window, *,
                  cluster_label: str | None, timeout: float, retries: int = 4) -> MetricFrame:
     """Run every column query of ``spec`` at the window's end and join them on the key labels."""
-    rows: dict[tuple, dict[str, Any]] = {}
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     frame = MetricFrame(spec, pa.table({}), 0, 0.0, 0)
     at = window.end.timestamp()
     for column, column_template in spec.columns.items():
@@ -183,7 +184,7 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
             frame.account(result)
             for item in result.series:
                 labels = item.get("metric", {})
-                key: tuple = tuple(labels.get(k, "") for k in spec.keys)
+                key: tuple[Any, ...] = tuple(labels.get(k, "") for k in spec.keys)
                 extra: dict[str, str] = {}
                 if spec.labels_map:
                     extra = {k: v for k, v in labels.items()
@@ -201,7 +202,7 @@ def query_metric(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: 
     return frame
 
 
-def run_probes(client: Any, cluster: ClusterConfig, window: Window, *, cluster_label: str | None,
+def run_probes(client: PrometheusClient, cluster: ClusterConfig, window: Window, *, cluster_label: str | None,
                timeout: float, retries: int) -> dict[str, Any]:
     """Run the diagnostic probes of the catalog; return their answers (label sets and values) for the manifest."""
     answers: dict[str, Any] = {"prometheus_exec_seconds": 0.0, "query_seconds": 0.0}
@@ -229,13 +230,13 @@ def run_probes(client: Any, cluster: ClusterConfig, window: Window, *, cluster_l
     return answers
 
 
-def query_raw(client: Any, spec: MetricSpec, cluster: ClusterConfig, window: Window, step: int, *,
+def query_raw(client: PrometheusClient, spec: MetricSpec, cluster: ClusterConfig, window: Window, step: int, *,
               cluster_label: str | None, timeout: float, retries: int = 4) -> MetricFrame:
     """Fetch the series behind ``spec`` at ``step`` over (start, end]: one row per series and timestamp."""
     selector = render(spec.raw, window_seconds=window.seconds, interval_seconds=cluster.scrape_interval_seconds,
                       cluster_label=cluster_label, cluster_value=cluster.cluster_label_value)
     frame = MetricFrame(spec, pa.table({}), 0, 0.0, 0)
-    columns: dict[str, list] = {"timestamp": [], "value": [], "labels": []}
+    columns: dict[str, list[Any]] = {"timestamp": [], "value": [], "labels": []}
     chunk = step * MAX_POINTS_PER_SERIES  # stay under Prometheus's 11,000 points per series
     cursor = window.start.timestamp()
     while cursor < window.end.timestamp():
@@ -278,7 +279,7 @@ class _WindowLog(logging.Handler):
                                       "message": record.getMessage()}))
 
 
-def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
+def export_window(client: PrometheusClient, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
                   window: Window, *, metrics: tuple[MetricSpec, ...] | None = None, adopt: bool = False) -> Manifest:
     """Export one cluster-window and return its manifest; the manifest is written only after every file.
 
@@ -312,7 +313,7 @@ def export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig
             log.warning("cluster %s window %s: could not write the export log %s: %s", cluster.name, window, log_key, exc)
 
 
-def _export_window(client: Any, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
+def _export_window(client: PrometheusClient, store: ObjectStore, cost_center: CostCenterConfig, cluster: ClusterConfig,
                    window: Window, *, metrics: tuple[MetricSpec, ...] | None, adopt: bool) -> Manifest:
     prefix = cost_center.storage.location.prefix
     fmt = cost_center.storage.format

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TypedDict
 
 UTC = dt.UTC
 MANIFEST_DIR = "_manifests"
 EXTENSIONS = {"parquet": "parquet", "json.gz": "json.gz"}
+
+
+class WindowDict(TypedDict):
+    """A window as JSON (manifests, XCom items): ISO 8601 instants."""
+
+    start: str
+    end: str
 
 
 @dataclass(frozen=True, order=True)
@@ -33,11 +41,11 @@ class Window:
     def __str__(self) -> str:
         return f"{self.start:%Y-%m-%dT%H:%M}Z/{self.end:%Y-%m-%dT%H:%M}Z"
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> WindowDict:
         return {"start": self.start.isoformat(), "end": self.end.isoformat()}
 
     @classmethod
-    def from_dict(cls, value: dict[str, str]) -> Window:
+    def from_dict(cls, value: WindowDict) -> Window:
         return cls(to_utc(value["start"]), to_utc(value["end"]))
 
 

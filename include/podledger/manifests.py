@@ -62,7 +62,7 @@ class Manifest(Mapping[str, Any]):
         except ValueError as exc:
             raise ValueError(f"not a JSON manifest ({exc})") from None
         if not isinstance(document, dict) or not isinstance(document.get("metrics"), dict):
-            raise ValueError("not a podledger manifest (no metrics)")
+            raise ValueError("not a podledger manifest (no metrics)")  # noqa: TRY004 - bad content, like the above
         return cls(document)
 
     def to_json(self) -> bytes:

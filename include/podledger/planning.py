@@ -3,11 +3,58 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict
 
-from podledger.config import CostCenterConfig
+from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import NothingToDo
-from podledger.layout import to_utc
+from podledger.layout import Window, WindowDict, plan_windows, to_utc
+
+
+class ExportItem(TypedDict):
+    """One export task's work as it travels through XCom (JSON): a cluster-window and its endpoint's pool."""
+
+    cluster: str
+    label_value: str | None  # a discovered cluster's value of the cluster label (None: the configured one)
+    window: WindowDict
+    pool: str | None
+
+
+class DayItem(TypedDict):
+    """One enrichment task's work as it travels through XCom: a cluster and a UTC day (or its part in range)."""
+
+    cluster: str
+    start: str
+    end: str
+
+
+class AllocatedDay(DayItem):
+    """What an enrichment task hands to the load: where its outputs are, and what they hold."""
+
+    key: str
+    rows: int
+    billed_cost: float
+    currency: str
+
+
+def export_items(cost_center: CostCenterConfig, clusters: Iterable[ClusterConfig], start: dt.datetime,
+                 end: dt.datetime, wanted: Sequence[str] = ()) -> list[ExportItem]:
+    """The (cluster, window) pairs an export run covers, each with its endpoint's Airflow pool: a configured
+    cluster's own, a discovered one's the discovery's. ``wanted``: only these clusters (empty: all)."""
+    configured = {c.name for c in cost_center.clusters}
+    discovered_pool = cost_center.discovery.pool if cost_center.discovery else None
+    return [ExportItem(cluster=c.name, label_value=c.cluster_label_value, window=w.to_dict(),
+                       pool=c.pool if c.name in configured else discovered_pool)
+            for c in clusters if not wanted or c.name in wanted
+            for w in plan_windows(start, end, cost_center.time_frame_seconds)]
+
+
+def item_cluster(cost_center: CostCenterConfig, item: ExportItem) -> tuple[ClusterConfig, Window]:
+    """The cluster (a discovered one with its label value) and the window an export item names."""
+    cluster = cost_center.cluster(item["cluster"])
+    if item["label_value"] is not None and cluster.cluster_label_value is None:
+        cluster = cluster.model_copy(update={"cluster_label_value": item["label_value"]})
+    return cluster, Window.from_dict(item["window"])
 
 
 def end_instant(cost_center: CostCenterConfig) -> dt.datetime | None:
@@ -84,9 +131,9 @@ def plan_enrichment(cost_center: CostCenterConfig, params: dict[str, Any], event
     return start, end, clusters
 
 
-def enrichment_items(start: dt.datetime, end: dt.datetime, clusters: list[str]) -> list[dict[str, str]]:
+def enrichment_items(start: dt.datetime, end: dt.datetime, clusters: Sequence[str]) -> list[DayItem]:
     """The (cluster, UTC day) pieces of an enrichment run: what the DAG maps over (a retry repeats one day)."""
     from podledger.enrich import day_ranges
 
-    return [{"cluster": name, "start": day_start.isoformat(), "end": day_end.isoformat()}
+    return [DayItem(cluster=name, start=day_start.isoformat(), end=day_end.isoformat())
             for name in clusters for day_start, day_end in day_ranges(start, end)]

@@ -63,8 +63,32 @@ class SigV4Auth(requests.auth.AuthBase):
         return request
 
 
-def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0, credentials: Any = None) -> Any:
-    """Build a ``PrometheusConnect`` from a connection: URL, token/bearer/basic/SigV4 auth, tenant, TLS.
+@dataclass(frozen=True)
+class PrometheusClient:
+    """podledger's Prometheus client: a prometheus-api-client ``PrometheusConnect`` (URL, headers, auth; its own
+    methods for ad hoc use) and the one ``requests`` session every podledger request goes through, with no
+    transport retries under podledger's own retry loop. ``conn_id`` names the connection in errors."""
+
+    conn_id: str
+    api: Any  # prometheus_api_client.PrometheusConnect (the library has no type information)
+    session: requests.Session
+
+    @property
+    def url(self) -> str:
+        return str(self.api.url)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self.api.headers or {})
+
+    def request(self, method: str, url: str, *, timeout: float, **kwargs: Any) -> requests.Response:
+        """One HTTP request with the connection's headers, auth and TLS settings (no retries: callers decide)."""
+        return self.session.request(method, url, headers=self.headers, auth=self.api.auth, verify=self.session.verify,
+                                    timeout=timeout, **kwargs)
+
+
+def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0, credentials: Any = None) -> PrometheusClient:
+    """Build podledger's client from a connection: URL, token/bearer/basic/SigV4 auth, tenant, TLS.
 
     SigV4 (extra ``sigv4: {region, service}``) signs with ``credentials`` (the Airflow hook passes the AWS
     connection's), else botocore's default chain (environment, profile, instance role).
@@ -102,7 +126,7 @@ def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0, credent
         session.verify = verify  # a CA bundle path
     else:
         session.verify = not (verify is False or str(verify).lower() == "false")
-    client = PrometheusConnect(
+    api = PrometheusConnect(
         url=conn.base_url(),
         headers=headers or None,
         auth=auth,
@@ -112,17 +136,16 @@ def client_from_connection(conn: ConnectionInfo, timeout: float = 120.0, credent
         timeout=int(timeout),
         method="POST",
     )
-    client.podledger_session = session
-    client.podledger_conn_id = conn.conn_id  # named in errors (the URL and the secrets are not enough / too much)
-    return client
+    # The connection id is named in errors (the URL and the secrets are not enough / too much).
+    return PrometheusClient(conn.conn_id, api, session)
 
 
 AUTH_HINT = ("the endpoint rejected the credentials: check the connection's login/password or its token, bearer_token, "
              "x_scope_orgid or SigV4 settings")
 
 
-def _who(client: Any) -> str:
-    return f"connection {getattr(client, 'podledger_conn_id', '?')!r} ({client.url})"
+def _who(client: PrometheusClient) -> str:
+    return f"connection {client.conn_id!r} ({client.url})"
 
 
 def _retry_after(response: Any, cap: float = 60.0) -> float:
@@ -184,7 +207,7 @@ def checked_answer(body: bytes, content_type: str, result_type: str, *, where: s
     return answer
 
 
-def _post(client: Any, path: str, data: dict[str, str], *, context: str, timeout: float, retries: int,
+def _post(client: PrometheusClient, path: str, data: dict[str, str], *, context: str, timeout: float, retries: int,
           backoff_seconds: float, result_type: str = "vector") -> QueryResult:
     """POST a query; retry 429/5xx with backoff; raise QueryTooLarge for size limits, else an error naming ``context``."""
     url = f"{client.url}{path}"
@@ -196,10 +219,7 @@ def _post(client: Any, path: str, data: dict[str, str], *, context: str, timeout
         attempt += 1
         started = time.perf_counter()
         try:
-            response = client.podledger_session.request(
-                "POST", url, data=data, headers=client.headers, auth=client.auth,
-                verify=client.podledger_session.verify, timeout=timeout + 5, stream=True,
-            )
+            response = client.request("POST", url, data=data, timeout=timeout + 5, stream=True)
             wire = response.raw.read(decode_content=False)
             body = _decode(wire, response.headers.get("Content-Encoding", ""))
         except requests.RequestException as exc:
@@ -239,27 +259,26 @@ def _post(client: Any, path: str, data: dict[str, str], *, context: str, timeout
         time.sleep(delay)
 
 
-def instant_query(client: Any, query: str, at: float, *, context: str, timeout: float = 120.0,
+def instant_query(client: PrometheusClient, query: str, at: float, *, context: str, timeout: float = 120.0,
                   retries: int = 4, backoff_seconds: float = 0.5) -> QueryResult:
     """Run an instant query at ``at`` (unix seconds); retry 429/5xx with backoff, raise naming ``context``."""
     return _post(client, "/api/v1/query", {"query": query, "time": f"{at:.3f}"}, context=context, timeout=timeout,
                  retries=retries, backoff_seconds=backoff_seconds)
 
 
-def range_query(client: Any, query: str, start: float, end: float, step: int, *, context: str, timeout: float = 120.0,
-                retries: int = 4, backoff_seconds: float = 0.5) -> QueryResult:
+def range_query(client: PrometheusClient, query: str, start: float, end: float, step: int, *, context: str,
+                timeout: float = 120.0, retries: int = 4, backoff_seconds: float = 0.5) -> QueryResult:
     """Run a range query (raw mode); same retries and errors as :func:`instant_query`."""
     data = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}s"}
     return _post(client, "/api/v1/query_range", data, context=context, timeout=timeout, retries=retries,
                  backoff_seconds=backoff_seconds, result_type="matrix")
 
 
-def check_ready(client: Any, path: str = "/-/ready", timeout: float = 10.0) -> None:
+def check_ready(client: PrometheusClient, path: str = "/-/ready", timeout: float = 10.0) -> None:
     """Fail with a clear message when the endpoint's readiness path does not answer 200."""
     url = f"{client.url.rstrip('/')}{path}"
     try:
-        response = client.podledger_session.get(url, headers=client.headers, auth=client.auth,
-                                       verify=client.podledger_session.verify, timeout=timeout)
+        response = client.request("GET", url, timeout=timeout)
     except requests.RequestException as exc:
         raise PrometheusQueryError(f"{_who(client)}: Prometheus is not reachable ({type(exc).__name__}); "
                                    "check the connection's host and port") from None

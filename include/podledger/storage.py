@@ -86,13 +86,13 @@ class FsspecStore:
             return bool(self._fs.exists(self._path(key)))
         try:
             self._fs.info(self._path(key), refresh=True)
-            return True
         except FileNotFoundError:
             return False
         except PermissionError:
             # AWS answers a HEAD of a missing key with 403 when the caller has no unconditional s3:ListBucket
             # (the seed's policy): ask the key's folder instead, by a delimited listing the policy allows.
             return key in self._walk(parent_folder(key), recursive=False)
+        return True
 
     def _walk(self, prefix: str, *, recursive: bool = True) -> list[str]:
         """Keys under ``prefix`` by listings with delimiter "/" only (what least-privilege policies allow)."""

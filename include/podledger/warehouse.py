@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
@@ -16,14 +16,20 @@ from podledger.connections import ConnectionInfo
 from podledger.exceptions import PodledgerError
 from podledger.rollups import refresh_rollups
 
+if TYPE_CHECKING:
+    import duckdb
+    import psycopg
+
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
-_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Float64: "DOUBLE", pl.Datetime("us", "UTC"): "TIMESTAMPTZ"}
-_POSTGRES_TYPES = {pl.String: "TEXT", pl.Float64: "DOUBLE PRECISION", pl.Datetime("us", "UTC"): "TIMESTAMPTZ"}
+_DUCKDB_TYPES: dict[pl.DataType, str] = {pl.String(): "VARCHAR", pl.Float64(): "DOUBLE",
+                                         pl.Datetime("us", "UTC"): "TIMESTAMPTZ"}
+_POSTGRES_TYPES: dict[pl.DataType, str] = {pl.String(): "TEXT", pl.Float64(): "DOUBLE PRECISION",
+                                           pl.Datetime("us", "UTC"): "TIMESTAMPTZ"}
 
 
-def ddl(table: str, types: dict = _DUCKDB_TYPES) -> str:
+def ddl(table: str, types: dict[pl.DataType, str] = _DUCKDB_TYPES) -> str:
     """Return CREATE TABLE IF NOT EXISTS for the allocation table (columns from OUTPUT_SCHEMA)."""
     columns = ",\n  ".join(f"{name} {types[dtype]}" for name, dtype in OUTPUT_SCHEMA.items())
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns}\n)"
@@ -36,7 +42,7 @@ def view_statements(table: str) -> list[str]:
     return [statement.strip() for statement in body.split(";") if statement.strip()]
 
 
-def add_missing_columns(table: str, types: dict) -> list[str]:
+def add_missing_columns(table: str, types: dict[pl.DataType, str]) -> list[str]:
     """Return ALTER statements adding columns a newer podledger writes, so old tables keep loading."""
     return [f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {types[dtype]}" for name, dtype in OUTPUT_SCHEMA.items()]
 
@@ -98,9 +104,10 @@ def check_loaded(loaded: pl.DataFrame, rows: pl.DataFrame, where: str) -> None:
                         f"rows costing {first['expected_cost']!r} ({bad.height} hour(s) differ); the load was rolled back")
 
 
-RECONCILIATION_COLUMNS = {"hour_start": pl.Datetime("us", "UTC"), "cost_center": pl.String, "cluster": pl.String,
-                          "allocated_cost": pl.Float64, "billed_cost": pl.Float64, "billed_from_files": pl.Float64,
-                          "difference": pl.Float64}
+RECONCILIATION_COLUMNS: dict[str, pl.DataType] = {
+    "hour_start": pl.Datetime("us", "UTC"), "cost_center": pl.String(), "cluster": pl.String(),
+    "allocated_cost": pl.Float64(), "billed_cost": pl.Float64(), "billed_from_files": pl.Float64(),
+    "difference": pl.Float64()}
 
 
 def reconciliation_rows(report: pl.DataFrame, cost_center: str) -> pl.DataFrame:
@@ -131,7 +138,7 @@ class DuckDBLoader:
         self.path = Path(path)
         self.table = table
 
-    def connect(self, *, read_only: bool = False, wait_seconds: float = 120.0):  # noqa: ANN201 - duckdb connection
+    def connect(self, *, read_only: bool = False, wait_seconds: float = 120.0) -> duckdb.DuckDBPyConnection:
         """Open the file; while another process holds its write lock, wait (loads serialise, never interleave)."""
         import duckdb
 
@@ -142,8 +149,6 @@ class DuckDBLoader:
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
-                con.execute("SET TimeZone = 'UTC'")  # date_trunc and friends on TIMESTAMPTZ work in UTC
-                return con
             except duckdb.IOException as exc:
                 message = str(exc).lower()
                 # Another process holds the write lock, or is creating the file (its header is written with its
@@ -155,6 +160,9 @@ class DuckDBLoader:
                     raise LoadError(f"warehouse {self.path}: cannot open it ({exc})") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            else:
+                con.execute("SET TimeZone = 'UTC'")  # date_trunc and friends on TIMESTAMPTZ work in UTC
+                return con
 
     def _written_within(self, seconds: float) -> bool:
         """Whether the file (or its write-ahead log) changed in the last ``seconds``: someone is writing it."""
@@ -208,11 +216,11 @@ class DuckDBLoader:
                  cluster, start, end, rows.height)
         return rows.height
 
-    def query(self, sql: str, params: list | None = None, *, read_only: bool = False) -> pl.DataFrame:
+    def query(self, sql: str, params: list[Any] | None = None, *, read_only: bool = False) -> pl.DataFrame:
         """Run a read query and return a polars frame (``read_only``: never blocks a load for long, waits for one)."""
         con = self.connect(read_only=read_only, wait_seconds=10.0 if read_only else 120.0)
         try:
-            frame = con.sql(sql, params=params or None).pl()
+            frame: pl.DataFrame = con.sql(sql, params=params or None).pl()
         finally:
             con.close()
         # DuckDB reports TIMESTAMPTZ as Etc/UTC; podledger frames use UTC.
@@ -223,7 +231,7 @@ class DuckDBLoader:
 COPY_BATCH_ROWS = 500_000
 
 
-def copy_binary(cur, table: str, frame: pl.DataFrame) -> None:  # noqa: ANN001 - a psycopg cursor
+def copy_binary(cur: psycopg.Cursor[Any], table: str, frame: pl.DataFrame) -> None:
     """COPY ``frame`` into ``table`` in PostgreSQL's binary format, encoded from Arrow by pgpq (no text parsing on
     either side); batches bound memory. Every value round-trips exactly: NULL is NULL, any text is itself, floats
     keep all their bits. (PostgreSQL text cannot hold NUL.)"""
@@ -259,7 +267,6 @@ class PostgresLoader:
         """Replace the rows of (cost_center, cluster, [start, end)) with ``rows``; return rows inserted."""
         import psycopg
 
-        columns = list(OUTPUT_SCHEMA)
         check_slices(rows, split_items, reconciliation, cost_center=cost_center, cluster=cluster, start=start, end=end)
         with psycopg.connect(self.dsn) as con:  # one transaction: commit on success, rollback on error
             with con.cursor() as cur:
@@ -274,7 +281,7 @@ class PostgresLoader:
                 # No commit before the COPY: it would release the lock and let a concurrent load interleave.
                 cur.execute(f"DELETE FROM {self.table} WHERE cost_center = %s AND cluster = %s AND hour_start >= %s "
                             "AND hour_start < %s", [cost_center, cluster, start, end])
-                copy_binary(cur, self.table, rows.select(columns).cast(OUTPUT_SCHEMA))
+                copy_binary(cur, self.table, rows.select(pl.col(n).cast(t) for n, t in OUTPUT_SCHEMA.items()))
                 if split_items is not None:
                     self._load_items(cur, split_items, cost_center, cluster, start, end)
                 if reconciliation is not None:
@@ -291,7 +298,7 @@ class PostgresLoader:
                  start, end, rows.height)
         return rows.height
 
-    def _load_reconciliation(self, cur, report: pl.DataFrame, cost_center: str, cluster: str,  # noqa: ANN001
+    def _load_reconciliation(self, cur: psycopg.Cursor[Any], report: pl.DataFrame, cost_center: str, cluster: str,
                              start: dt.datetime, end: dt.datetime) -> None:
         table = f"{self.table}_reconciliation"
         columns = ", ".join(f"{n} {_POSTGRES_TYPES[t]}" for n, t in RECONCILIATION_COLUMNS.items())
@@ -300,7 +307,7 @@ class PostgresLoader:
                     [cost_center, cluster, start, end])
         copy_binary(cur, table, report.select(list(RECONCILIATION_COLUMNS)))
 
-    def _load_items(self, cur, items: pl.DataFrame, cost_center: str, cluster: str, start: dt.datetime,  # noqa: ANN001
+    def _load_items(self, cur: psycopg.Cursor[Any], items: pl.DataFrame, cost_center: str, cluster: str, start: dt.datetime,
                     end: dt.datetime) -> None:
         table = f"{self.table}_split_line_items"
         types = {name: "TIMESTAMPTZ" if isinstance(dtype, pl.Datetime) else "DOUBLE PRECISION" if dtype == pl.Float64
@@ -310,19 +317,19 @@ class PostgresLoader:
                     "AND line_item_usage_start_date < %s", [cost_center, cluster, start, end])
         copy_binary(cur, table, items)
 
-    def query(self, sql: str, params: list | None = None, *, read_only: bool = False) -> pl.DataFrame:
+    def query(self, sql: str, params: list[Any] | None = None, *, read_only: bool = False) -> pl.DataFrame:
         """Run a read query and return a polars frame."""
         import psycopg
 
         with psycopg.connect(self.dsn) as con, con.cursor() as cur:
             cur.execute(sql, params or [])
-            names = [d.name for d in cur.description]
+            names = [d.name for d in cur.description or []]
             frame = pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
         return frame.with_columns(pl.col(n).dt.convert_time_zone("UTC") for n, t in frame.schema.items()
                                   if isinstance(t, pl.Datetime) and t.time_zone)
 
 
-def _run(cur, sql: str, params: list) -> list[tuple]:  # noqa: ANN001 - a psycopg cursor
+def _run(cur: psycopg.Cursor[Any], sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     cur.execute(sql, params)
     return cur.fetchall() if cur.description else []
 
@@ -334,10 +341,14 @@ def postgres_dsn(conn: ConnectionInfo) -> str:
     params = {"host": conn.host or "127.0.0.1", "port": conn.port or 5432, "dbname": conn.schema or "postgres",
               "user": conn.login or None, "password": conn.password or None,
               "sslmode": conn.extra.get("sslmode")}
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
-def loader_for(warehouse: WarehouseConfig, connection: ConnectionInfo | None = None) -> DuckDBLoader | PostgresLoader:
+Warehouse = DuckDBLoader | PostgresLoader
+"""A warehouse podledger loads into and reads back from (``table``, ``load``, ``query``)."""
+
+
+def loader_for(warehouse: WarehouseConfig, connection: ConnectionInfo | None = None) -> Warehouse:
     """Return the loader of a warehouse config (PostgreSQL needs its connection)."""
     if warehouse.kind == "postgres":
         if connection is None:

@@ -6,19 +6,28 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, AssetAlias, dag, task
+from airflow.sdk import DAG, Asset, AssetAlias, XComArg, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from podledger.config import CostCenterConfig
-from podledger.planning import plan_range
+from podledger.planning import AllocatedDay, DayItem, ExportItem, plan_range
 from podledger_airflow.dag_docs import BILLING_DOC, ENRICH_DOC, export_doc
 from podledger_airflow.dag_settings import airflow_end_date, default_args, pools_of, range_params, start_date
 from podledger_airflow.sensors import CurCoverageSensor, ExportManifestSensor
 
+if TYPE_CHECKING:
+    from podledger.storage import ObjectStore
+
 TAG = "podledger"
 log = logging.getLogger(__name__)
+
+
+def upstream(output: XComArg) -> Any:
+    """An upstream task's output handed to a TaskFlow task: Airflow passes the value at run time, which its type
+    stubs cannot say (they expect the value itself in the DAG body)."""
+    return output
 
 
 def metrics_asset(cost_center: CostCenterConfig) -> Asset:
@@ -32,7 +41,7 @@ def billing_asset(cost_center: CostCenterConfig) -> Asset:
     return Asset(name=f"podledger_{cost_center.name}_billing")
 
 
-def _peer_stores(peers: Sequence[CostCenterConfig]) -> list:
+def _peer_stores(peers: Sequence[CostCenterConfig]) -> list[tuple[CostCenterConfig, ObjectStore]]:
     """The other cost centers (from the config the DAGs were built from) with their stores: validation checks that
     no node is counted by two of them."""
     from podledger_airflow.stores import S3HookStore
@@ -46,7 +55,6 @@ def build_export_dag(cost_center: CostCenterConfig, peers: Sequence[CostCenterCo
     scheme, bucket, prefix = cost_center.storage.location
     asset = metrics_asset(cost_center)
     dag_id = f"podledger_export__{cost_center.name}"
-    cluster_names = [c.name for c in cost_center.clusters]
     pools = pools_of(cost_center)
 
     @dag(dag_id=dag_id, schedule=CronDataIntervalTimetable(cost_center.schedule, timezone="UTC"),
@@ -56,12 +64,12 @@ def build_export_dag(cost_center: CostCenterConfig, peers: Sequence[CostCenterCo
          doc_md=export_doc(cost_center, dag_id, asset.name, pools))
     def export_dag() -> None:
         @task
-        def plan(**context: Any) -> list[dict[str, Any]]:
+        def plan(**context: Any) -> list[ExportItem]:
             """List the (cluster, window) pairs this run exports, each with its endpoint's pool."""
             from airflow.sdk.exceptions import AirflowSkipException
 
             from podledger.exceptions import NothingToDo
-            from podledger.layout import plan_windows
+            from podledger.planning import export_items
 
             params = context["params"]
             try:
@@ -76,30 +84,23 @@ def build_export_dag(cost_center: CostCenterConfig, peers: Sequence[CostCenterCo
 
                 hook = PrometheusHook(cost_center.discovery.prometheus_conn_id, timeout=cost_center.query_timeout_seconds)
                 clusters += discover_clusters(hook.get_conn(), cost_center, start, end)
-            wanted = set(params.get("clusters") or [])
-            discovered_pool = cost_center.discovery.pool if cost_center.discovery else None
-            return [{"cluster": c.name, "label_value": c.cluster_label_value, "window": w.to_dict(),
-                     "pool": c.pool if c.name in cluster_names else discovered_pool}
-                    for c in clusters if not wanted or c.name in wanted
-                    for w in plan_windows(start, end, cost_center.time_frame_seconds)]
+            return export_items(cost_center, clusters, start, end, params.get("clusters") or [])
 
         @task
-        def of_pool(items: list[dict[str, Any]], pool: str | None) -> list[dict[str, Any]]:
+        def of_pool(items: list[ExportItem], pool: str | None) -> list[ExportItem]:
             """The planned items whose endpoint uses ``pool`` (one export task per pool)."""
             return [i for i in items if i["pool"] == pool]
 
         @task(max_active_tis_per_dag=cost_center.queries_batch_size)
-        def export_window(item: dict[str, Any], **context: Any) -> str:
+        def export_window(item: ExportItem, **context: Any) -> str:
             """Export one cluster-window (skipped when already complete, unless forced); return its manifest key."""
             from podledger.export import export_window as run_export
-            from podledger.layout import Window, manifest_key
+            from podledger.layout import manifest_key
+            from podledger.planning import item_cluster
             from podledger_airflow.hooks import PrometheusHook
             from podledger_airflow.stores import S3HookStore
 
-            cluster = cost_center.cluster(item["cluster"])
-            if item.get("label_value") is not None and cluster.cluster_label_value is None:
-                cluster = cluster.model_copy(update={"cluster_label_value": item["label_value"]})
-            window = Window.from_dict(item["window"])
+            cluster, window = item_cluster(cost_center, item)
             store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
             key = manifest_key(prefix, cluster.name, window)
             if not context["params"].get("force") and store.exists(key):
@@ -112,7 +113,7 @@ def build_export_dag(cost_center: CostCenterConfig, peers: Sequence[CostCenterCo
             return key
 
         @task(outlets=[asset])
-        def validate(items: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+        def validate(items: list[ExportItem], **context: Any) -> dict[str, Any]:
             """Apply the data-quality rules; on success mark the metrics Asset updated for the range."""
             from podledger.layout import Window
             from podledger.validate import validate_windows
@@ -146,10 +147,10 @@ def build_export_dag(cost_center: CostCenterConfig, peers: Sequence[CostCenterCo
             exported = [export_window.override(pool=pools[0] or "default_pool").expand(item=items)]
         else:
             exported = [export_window.override(task_id=f"export_window__{p or 'default'}", pool=p or "default_pool")
-                        .expand(item=of_pool.override(task_id=f"plan__{p or 'default'}")(items, p)) for p in pools]
+                        .expand(item=of_pool.override(task_id=f"plan__{p or 'default'}")(upstream(items), p)) for p in pools]
         wait = ExportManifestSensor(task_id="wait_for_manifests", bucket_name=bucket, prefix=prefix, items=items,
                                     aws_conn_id=cost_center.storage.aws_conn_id, poke_interval=60, timeout=3600)
-        exported >> wait >> validate(items) >> retention()
+        exported >> wait >> validate(upstream(items)) >> retention()
 
     return export_dag()
 
@@ -192,7 +193,7 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             return {"start": start.isoformat(), "end": end.isoformat(), "clusters": clusters}
 
         @task
-        def days_of(rng: dict[str, Any]) -> list[dict[str, str]]:
+        def days_of(rng: dict[str, Any]) -> list[DayItem]:
             """The (cluster, UTC day) pieces mapped over below: a month's restatement spreads over workers, and a
             retry repeats one day."""
             from podledger.layout import to_utc
@@ -201,7 +202,7 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             return enrichment_items(to_utc(rng["start"]), to_utc(rng["end"]), list(rng["clusters"]))
 
         @task
-        def allocate(item: dict[str, str]) -> dict[str, Any]:
+        def allocate(item: DayItem) -> AllocatedDay:
             """Allocate and reconcile one cluster-day; write its rows, split line items and reconciliation as Parquet."""
             import io
 
@@ -230,10 +231,11 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             log.info("cluster %s %s..%s: %d rows, billed %s %s over %d hour(s), every hour reconciled with the "
                      "bill's files", cluster_name, item["start"], item["end"], result.rows.height, total, currency,
                      result.reconciliation.height)
-            return {**item, "key": key, "rows": result.rows.height, "billed_cost": total, "currency": currency}
+            return AllocatedDay(cluster=item["cluster"], start=item["start"], end=item["end"], key=key,
+                                rows=result.rows.height, billed_cost=total, currency=currency)
 
         @task
-        def load(outputs: list[dict[str, Any]]) -> int:
+        def load(outputs: list[AllocatedDay]) -> int:
             """Replace each allocated cluster-day in the warehouse, one transaction each (read back before commit)."""
             import io
 
@@ -262,9 +264,9 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
                                    aws_conn_id=cost_center.billing.aws_conn_id, deferrable=True,
                                    poke_interval=cost_center.billing.poke_interval_seconds,
                                    timeout=cost_center.billing.wait_timeout_seconds)
-        outputs = allocate.expand(item=days_of(rng))
+        outputs = allocate.expand(item=days_of(upstream(rng)))
         billed >> outputs
-        load(outputs)
+        load(upstream(outputs))
 
     return enrich_dag()
 

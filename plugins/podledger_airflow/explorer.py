@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Airflow's own access check (internal module, pinned with apache-airflow 3.3.2; tested by the explorer's tests).
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
@@ -17,13 +17,19 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+if TYPE_CHECKING:
+    import polars as pl
+
+    from podledger.config import CostCenterConfig
+    from podledger.warehouse import Warehouse
+
 PAGE = Path(__file__).with_name("static") / "explorer.html"
 PREFIX = "/podledger"
 authenticated = [Depends(requires_access_view(AccessView.PLUGINS))]
 app = FastAPI(title="podledger cost explorer", dependencies=authenticated)
 
 
-def _cost_center(name: str | None):  # noqa: ANN202 - a CostCenterConfig
+def _cost_center(name: str | None) -> CostCenterConfig:
     from podledger.config import load_config
 
     centers = load_config().cost_centers
@@ -35,7 +41,7 @@ def _cost_center(name: str | None):  # noqa: ANN202 - a CostCenterConfig
     raise HTTPException(404, f"no cost center {name!r}; known: {[c.name for c in centers]}")
 
 
-def _loader(center):  # noqa: ANN001, ANN202
+def _loader(center: CostCenterConfig) -> Warehouse:
     from podledger.warehouse import loader_for
 
     if center.warehouse.kind == "postgres":
@@ -58,14 +64,15 @@ def _range(start: str | None, end: str | None) -> tuple[dt.datetime, dt.datetime
     return start_at, end_at
 
 
-def _frame(frame, fmt: str, name: str) -> Response:  # noqa: ANN001
+def _frame(frame: pl.DataFrame, fmt: str, name: str) -> Response:
     if fmt == "csv":
         return Response(frame.write_csv(), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
     return JSONResponse({"columns": frame.columns, "rows": frame.to_dicts()}, media_type="application/json")
 
 
-def _json_safe(frame):  # noqa: ANN001, ANN202 - timestamps as ISO strings, NaN as null
+def _json_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """Timestamps as ISO strings, NaN as null."""
     import polars as pl
 
     return frame.with_columns(

@@ -1,4 +1,4 @@
-"""PrometheusHook: an Airflow connection -> an authenticated prometheus-api-client ``PrometheusConnect``."""
+"""PrometheusHook: an Airflow connection -> podledger's Prometheus client (a prometheus-api-client ``PrometheusConnect``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from podledger.connections import ConnectionInfo
-from podledger.promclient import check_ready, client_from_connection
+from podledger.promclient import PrometheusClient, check_ready, client_from_connection
 
 
 def form_extras(extra: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +49,8 @@ class PrometheusHook(BaseHook):
         """Return the connection's fields in podledger's own (Airflow-free) shape."""
         return connection_info(self.prometheus_conn_id)
 
-    def get_conn(self) -> Any:
-        """Return a ``PrometheusConnect`` client configured from the connection.
+    def get_conn(self) -> PrometheusClient:
+        """Return podledger's client (a ``PrometheusConnect`` and its session) configured from the connection.
 
         With a ``sigv4`` extra (Amazon Managed Prometheus), requests are signed with the credentials of the
         AWS connection named by ``sigv4.aws_conn_id`` (default ``aws_default``), role assumption included.

@@ -10,10 +10,11 @@ from airflow.providers.amazon.aws.triggers.s3 import S3KeyTrigger
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from podledger.planning import ExportItem
 from podledger_airflow.stores import S3HookStore
 
 
-def _describe(items: Sequence[dict[str, Any]]) -> str:
+def _describe(items: Sequence[ExportItem]) -> str:
     shown = [f"{i['cluster']}@{i['window']['start'][:16]}Z" for i in items[:10]]
     return ", ".join(shown) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
 
@@ -37,14 +38,14 @@ class ExportManifestSensor(BaseSensorOperator):
         self.aws_conn_id = aws_conn_id
         self.deferrable = deferrable
 
-    def _missing(self) -> list[dict[str, Any]]:
+    def _missing(self) -> list[ExportItem]:
         from podledger.layout import Window, manifest_key
 
         store = S3HookStore(self.bucket_name, self.aws_conn_id)
         return [i for i in self.items
                 if not store.exists(manifest_key(self.prefix, i["cluster"], Window.from_dict(i["window"])))]
 
-    def _keys(self, items: Sequence[dict[str, Any]]) -> list[str]:
+    def _keys(self, items: Sequence[ExportItem]) -> list[str]:
         from podledger.layout import Window, manifest_key
 
         return [manifest_key(self.prefix, i["cluster"], Window.from_dict(i["window"])) for i in items]
