@@ -82,3 +82,27 @@ def test_nothing_to_enrich_is_named():
 
     with pytest.raises(NothingToDo, match="no hours to enrich"):
         plan_enrichment(make_cost_center("bucket"), {}, [], None, None, NOW)
+
+
+def test_export_items_carry_pool_and_discovered_label_through_xcom_json():
+    """The export plan's items are plain JSON (XCom) and give back the cluster, its label value and the window."""
+    import json
+
+    from podledger.config import ClusterConfig
+    from podledger.planning import export_items, item_cluster
+
+    cc = make_cost_center("bucket", clusters=[{"name": "demo-eks", "prometheus_conn_id": "prometheus_test",
+                                               "pool": "prom_a"}],
+                          discovery={"prometheus_conn_id": "mimir", "pool": "mimir_pool"}, time_frame_seconds=3600)
+    found = ClusterConfig(name="prod-1", prometheus_conn_id="mimir", cluster_label_value="prod/1")
+    items = json.loads(json.dumps(export_items(cc, [*cc.clusters, found], DAY, DAY + dt.timedelta(hours=2))))
+    assert [(i["cluster"], i["pool"], i["window"]["start"][11:16]) for i in items] == [
+        ("demo-eks", "prom_a", "00:00"), ("demo-eks", "prom_a", "01:00"),
+        ("prod-1", "mimir_pool", "00:00"), ("prod-1", "mimir_pool", "01:00")]
+    cluster, window = item_cluster(cc, items[3])
+    assert (cluster.name, cluster.cluster_label_value, cluster.prometheus_conn_id) == ("prod-1", "prod/1", "mimir")
+    assert (window.start, window.end) == (DAY + dt.timedelta(hours=1), DAY + dt.timedelta(hours=2))
+    configured, _ = item_cluster(cc, items[0])
+    assert configured == cc.clusters[0]
+    assert [i["cluster"] for i in export_items(cc, [*cc.clusters, found], DAY, DAY + dt.timedelta(hours=1),
+                                               wanted=["prod-1"])] == ["prod-1"]
