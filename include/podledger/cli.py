@@ -106,9 +106,8 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     import polars as pl
     import pyarrow.parquet as pq
 
-    from podledger.allocation import OUTPUT_SCHEMA
     from podledger.enrich import enrich_days, hours_of
-    from podledger.warehouse import reconciliation_rows
+    from podledger.outputs import OUTPUTS, companion, output_frames
 
     cc = load_cost_center(args.cost_center, args.config)
     metrics = store_for(cc.storage.uri, cc.storage.aws_conn_id)
@@ -116,16 +115,14 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     if not hours_of(args.start, args.end):
         raise PodledgerError(f"empty hour range {args.start} .. {args.end}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    paths = {"rows": args.out, "items": split_items_path(args.out),
-             "reconciliation": reconciliation_path(args.out)}
+    paths = {output: companion(args.out, output) for output in OUTPUTS}
     writers: dict[str, pq.ParquetWriter] = {}
     reports, rows = [], 0
     try:
         # A day at a time, written as it comes (one row group each): memory is one day of one cluster.
         for cluster in _clusters(cc, args.cluster, args.start, args.end):
             for day in enrich_days(cc, cluster, args.start, args.end, metrics_store=metrics, billing_store=billing):
-                parts = {"rows": day.rows.select(list(OUTPUT_SCHEMA)), "items": day.split_line_items,
-                         "reconciliation": reconciliation_rows(day.reconciliation, cc.name)}
+                parts = output_frames(day, cc.name)
                 for name, frame in parts.items():
                     table = frame.to_arrow()
                     if name not in writers:
@@ -138,18 +135,8 @@ def cmd_allocate(args: argparse.Namespace) -> int:
         for writer in writers.values():
             writer.close()
     print(pl.concat(reports, how="diagonal_relaxed"))
-    print(f"wrote {rows} allocation rows to {args.out} and the AWS-shaped split line items to {paths['items']}")
+    print(f"wrote {rows} allocation rows to {args.out} and the AWS-shaped split line items to {paths['split_line_items']}")
     return 0
-
-
-def split_items_path(rows_path: str) -> str:
-    """Return where the split line items of an allocation Parquet file live."""
-    return str(Path(rows_path).with_suffix("")) + ".split_line_items.parquet"
-
-
-def reconciliation_path(rows_path: str) -> str:
-    """Return where the per-hour reconciliation of an allocation Parquet file lives."""
-    return str(Path(rows_path).with_suffix("")) + ".reconciliation.parquet"
 
 
 def _day_slice(frame: pl.LazyFrame, column: str, cluster: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
@@ -163,13 +150,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     import polars as pl
 
     from podledger.enrich import day_ranges
+    from podledger.outputs import companion
     from podledger.warehouse import check_slice, loader_for
 
     cc = load_cost_center(args.cost_center, args.config)
     rows = pl.scan_parquet(args.rows)
-    items_path = Path(split_items_path(args.rows))
+    items_path = Path(companion(args.rows, "split_line_items"))
     items = pl.scan_parquet(items_path) if items_path.exists() else None
-    recon_path = Path(reconciliation_path(args.rows))
+    recon_path = Path(companion(args.rows, "reconciliation"))
     recon = pl.scan_parquet(recon_path) if recon_path.exists() else None
     loader = loader_for(cc.warehouse)
     clusters = args.cluster or sorted(rows.select(pl.col("cluster").unique()).collect()["cluster"])

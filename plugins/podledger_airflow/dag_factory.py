@@ -204,28 +204,19 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
         @task
         def allocate(item: DayItem) -> AllocatedDay:
             """Allocate and reconcile one cluster-day; write its rows, split line items and reconciliation as Parquet."""
-            import io
-
             from podledger.enrich import enrich_cluster
             from podledger.layout import to_utc
-            from podledger.storage import split_uri as split
-            from podledger.warehouse import reconciliation_rows
+            from podledger.outputs import allocation_key, put_outputs
             from podledger_airflow.stores import S3HookStore
 
             cluster_name, start, end = item["cluster"], to_utc(item["start"]), to_utc(item["end"])
-            _, billing_bucket, _ = split(cost_center.billing.uri)
             metrics_store = S3HookStore(bucket, cost_center.storage.aws_conn_id)
             result = enrich_cluster(cost_center, cost_center.cluster(cluster_name), start, end,
                                     metrics_store=metrics_store,
-                                    billing_store=S3HookStore(billing_bucket, cost_center.billing.aws_conn_id))
-            key = f"{prefix}/{cluster_name}/_allocations/{start:%Y%m%dT%H}_{end:%Y%m%dT%H}.parquet".lstrip("/")
-            outputs = {key: result.rows, key.replace(".parquet", ".split_line_items.parquet"): result.split_line_items,
-                       key.replace(".parquet", ".reconciliation.parquet"):
-                           reconciliation_rows(result.reconciliation, cost_center.name)}
-            for name, frame in outputs.items():
-                buffer = io.BytesIO()
-                frame.write_parquet(buffer)
-                metrics_store.put(name, buffer.getvalue())
+                                    billing_store=S3HookStore(cost_center.billing.location.bucket,
+                                                              cost_center.billing.aws_conn_id))
+            key = allocation_key(prefix, cluster_name, start, end)
+            put_outputs(metrics_store, key, result, cost_center.name)
             currency = ",".join(sorted(result.rows["currency"].drop_nulls().unique().to_list()))
             total = round(float(result.reconciliation["billed_cost"].sum()), 6)
             log.info("cluster %s %s..%s: %d rows, billed %s %s over %d hour(s), every hour reconciled with the "
@@ -237,11 +228,8 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
         @task
         def load(outputs: list[AllocatedDay]) -> int:
             """Replace each allocated cluster-day in the warehouse, one transaction each (read back before commit)."""
-            import io
-
-            import polars as pl
-
             from podledger.layout import to_utc
+            from podledger.outputs import get_outputs
             from podledger.warehouse import loader_for
             from podledger_airflow.hooks import connection_info
             from podledger_airflow.stores import S3HookStore
@@ -251,12 +239,10 @@ def build_enrich_dag(cost_center: CostCenterConfig) -> DAG:
             loader = loader_for(warehouse, connection_info(warehouse.conn_id) if warehouse.kind == "postgres" else None)
             loaded = 0
             for out in outputs:
-                rows = pl.read_parquet(io.BytesIO(store.get(out["key"])))
-                items = pl.read_parquet(io.BytesIO(store.get(out["key"].replace(".parquet", ".split_line_items.parquet"))))
-                recon = pl.read_parquet(io.BytesIO(store.get(out["key"].replace(".parquet", ".reconciliation.parquet"))))
-                loaded += loader.load(rows, cost_center=cost_center.name, cluster=out["cluster"],
-                                      start=to_utc(out["start"]), end=to_utc(out["end"]), split_items=items,
-                                      reconciliation=recon)
+                day = get_outputs(store, out["key"])
+                loaded += loader.load(day["rows"], cost_center=cost_center.name, cluster=out["cluster"],
+                                      start=to_utc(out["start"]), end=to_utc(out["end"]),
+                                      split_items=day["split_line_items"], reconciliation=day["reconciliation"])
             return loaded
 
         rng = hour_range()
