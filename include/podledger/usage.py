@@ -66,7 +66,9 @@ def container_requests(frames: dict[str, pl.DataFrame],
     return returned(_container_requests(frames, accelerators), added)
 
 
-def _container_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
+def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame | None:
+    """Every container's request-seconds in the hour (``request_seconds``), its kind (app, init or sidecar) and its
+    own seconds when the file carries them (``row_seconds``: podledger 0.1 files; null otherwise)."""
     parts = []
     for name, resource, init in (("cpu_requests", "cpu", False), ("memory_requests", "memory", False),
                                  ("gpu_requests", "gpu", False), ("init_cpu_requests", "cpu", True),
@@ -96,31 +98,64 @@ def _container_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str
         parts.append(pl.concat([single, grouped.select(single.columns)], how="vertical_relaxed").with_columns(
             pl.lit(resource).alias("resource"), pl.lit(init).alias("init")))
     if not parts:
-        return pl.DataFrame(schema={HOUR: pl.Datetime("us", "UTC"),
-                                    **dict.fromkeys([*POD_KEY, "container", "node", "resource"], pl.String),
-                                    "init": pl.Boolean, "request": pl.Float64, "kind": pl.String})
+        return None
     requests = pl.concat(parts, how="vertical_relaxed")
-    running = _presence(frames)
-    if running is not None and "present_seconds" in running.columns:
-        present = running.group_by(PK).agg(pl.col("present_seconds").sum().alias("pod_present_seconds"))
-        requests = requests.join(present, on=PK, how="left", maintain_order="left")
-    else:
-        requests = requests.with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
-    # The average over the seconds the pod object existed; a pod without phase series (never seen by
-    # kube-state-metrics' pod collector): the hour's average.
-    seconds = pl.coalesce("row_seconds", "pod_present_seconds", pl.lit(3600.0))
-    requests = requests.select(*PK, "container", "resource", "init", "node",
-                               (pl.col("request_seconds") / seconds).alias("request"))
     info = _get(frames, "init_container_info")
-    sidecars = (info.filter(pl.col("restart_policy") == "Always").select(*PK, "container").unique()
-                .with_columns(pl.lit(True).alias("sidecar")) if info is not None else None)
-    if sidecars is not None:
-        requests = requests.join(sidecars, on=[*PK, "container"], how="left")
+    if info is not None:
+        sidecars = info.filter(pl.col("restart_policy") == "Always").select(*PK, "container").unique()
+        requests = requests.join(sidecars.with_columns(pl.lit(True).alias("sidecar")), on=[*PK, "container"],
+                                 how="left")
     else:
         requests = requests.with_columns(pl.lit(None, pl.Boolean).alias("sidecar"))
     kind = pl.when(~pl.col("init")).then(pl.lit("app")).when(pl.col("sidecar").fill_null(False)).then(
         pl.lit("sidecar")).otherwise(pl.lit("init"))
     return requests.with_columns(kind.alias("kind")).drop("sidecar")
+
+
+def _pod_present_seconds(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
+    running = _presence(frames)
+    if running is None or "present_seconds" not in running.columns:
+        return None
+    return running.group_by(PK).agg(pl.col("present_seconds").sum().alias("pod_present_seconds"))
+
+
+# The average over the seconds the pod object existed; a pod without phase series (never seen by
+# kube-state-metrics' pod collector): the hour's average.
+_SECONDS = pl.coalesce("row_seconds", "pod_present_seconds", pl.lit(3600.0))
+
+
+def _container_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
+    requests = _request_seconds(frames, accelerators)
+    if requests is None:
+        return pl.DataFrame(schema={HOUR: pl.Datetime("us", "UTC"),
+                                    **dict.fromkeys([*POD_KEY, "container", "node", "resource"], pl.String),
+                                    "init": pl.Boolean, "request": pl.Float64, "kind": pl.String})
+    present = _pod_present_seconds(frames)
+    if present is not None:
+        requests = requests.join(present, on=PK, how="left", maintain_order="left")
+    else:
+        requests = requests.with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
+    return requests.select(*PK, "container", "resource", "init", "node",
+                           (pl.col("request_seconds") / _SECONDS).alias("request"), "kind")
+
+
+def _pod_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
+    """Per pod incarnation-hour: its effective requests (:func:`pod_effective_requests`) and its node.
+
+    A pod's containers share one denominator (the pod's present seconds) unless a file carries per-row seconds
+    (podledger 0.1): then the sums and maxima are taken over the request-seconds and divided once per pod, on a
+    fifth of the rows; the result is the same rule.
+    """
+    requests = _request_seconds(frames, accelerators)
+    if requests is None or requests["row_seconds"].is_not_null().any():
+        return pod_effective_requests(_container_requests(frames, accelerators))
+    effective = pod_effective_requests(requests.rename({"request_seconds": "request"}))
+    present = _pod_present_seconds(frames)
+    if present is None:
+        present = effective.select(PK).with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
+    seconds = pl.coalesce("pod_present_seconds", pl.lit(3600.0))
+    return effective.join(present, on=PK, how="left").select(
+        *PK, "request_node", *(pl.col(c) / seconds for c in ("cpu_request_cores", "memory_request_bytes", "gpu_request")))
 
 
 def pod_effective_requests(requests: pl.DataFrame) -> pl.DataFrame:
@@ -179,8 +214,10 @@ def normalised_uid(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col("uid").fill_null("").str.replace_all("_", "-"))
 
 
-def usage_by_incarnation(frame: pl.DataFrame, column: str, keys: list[str], pods: pl.DataFrame) -> pl.DataFrame:
-    """Sum ``column`` per incarnation (``keys`` with ``uid``); usage without a uid is shared by running time.
+def usage_by_incarnation(frame: pl.DataFrame, column: str | list[str], keys: list[str],
+                         pods: pl.DataFrame) -> pl.DataFrame:
+    """Sum ``column`` (or several) per incarnation (``keys`` with ``uid``); usage without a uid is shared by running
+    time. A null value is "no sample of this metric": a sum of nulls only is null (several metrics stacked).
 
     cAdvisor's cgroup path names the pod UID, so each incarnation of a pod recreated under the same name carries
     only its own usage. A series without the path (another cAdvisor, an old export) cannot say which incarnation
@@ -188,10 +225,12 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str, keys: list[str], pods
     seconds — exact when there is one incarnation, an estimate otherwise (kube_pod_info's uid intervals give the
     hour's split, not the minute each sample belongs to). ``keys``, ``frame`` and ``pods`` carry the hour.
     """
-    frame = normalised_uid(frame).with_columns(pl.col(column).cast(pl.Float64))
+    columns = [column] if isinstance(column, str) else column
+    frame = normalised_uid(frame).with_columns(pl.col(c).cast(pl.Float64) for c in columns)
     by = [k for k in keys if k != "uid"]
-    known = frame.filter(pl.col("uid") != "").group_by([*by, "uid"]).agg(pl.col(column).sum())
-    unknown = frame.filter(pl.col("uid") == "").group_by(by).agg(pl.col(column).sum())
+    sums = [pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).alias(c) for c in columns]
+    known = frame.filter(pl.col("uid") != "").group_by([*by, "uid"]).agg(sums)
+    unknown = frame.filter(pl.col("uid") == "").group_by(by).agg(sums)
     if unknown.height:
         pod = [HOUR, "namespace", "pod"]
         shares = (pods.select(*PK, "running_seconds")
@@ -199,22 +238,30 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str, keys: list[str], pods
                   .with_columns((pl.col("running_seconds") / pl.col("running_seconds").sum().over(pod))
                                 .alias("share")))
         spread = unknown.join(shares, on=pod, how="inner").select(
-            *by, "uid", (pl.col(column) * pl.col("share")).alias(column))
-        known = pl.concat([known, spread.select(known.columns)]).group_by([*by, "uid"]).agg(pl.col(column).sum())
+            *by, "uid", *((pl.col(c) * pl.col("share")).alias(c) for c in columns))
+        known = pl.concat([known, spread.select(known.columns)]).group_by([*by, "uid"]).agg(sums)
     return known
 
 
 def _join_usage(rows: pl.DataFrame, frames: dict[str, pl.DataFrame], specs: tuple[tuple[str, str, str, float], ...],
                 keys: list[str]) -> pl.DataFrame:
-    """Join usage sums (scaled) per incarnation on ``keys``; a metric missing from the window gives nulls, not zeros."""
+    """Join usage sums (scaled) per incarnation on ``keys``; a metric missing from the window gives nulls, not zeros.
+
+    The metrics are stacked (one column each) and summed in one pass, then joined once."""
+    by = [k for k in keys if k != "uid"]
+    parts, scales = [], {}
     for name, column, out, scale in specs:
         frame = _get(frames, name)
         if frame is None:
             rows = rows.with_columns(pl.lit(None, pl.Float64).alias(out))
             continue
-        usage = usage_by_incarnation(frame, column, keys, rows).with_columns((pl.col(column) / scale).alias(out))
-        rows = rows.join(usage.select(*keys, out), on=keys, how="left")
-    return rows
+        # A sample's null value counts as 0 (as a sum skips it); null in the stack means "no row of this metric".
+        parts.append(normalised_uid(frame).select(*by, "uid", pl.col(column).cast(pl.Float64).fill_null(0.0).alias(out)))
+        scales[out] = scale
+    if not parts:
+        return rows
+    usage = usage_by_incarnation(pl.concat(parts, how="diagonal"), list(scales), keys, rows)
+    return rows.join(usage.select(*keys, *(pl.col(c) / s for c, s in scales.items())), on=keys, how="left")
 
 
 def pod_presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
@@ -285,7 +332,7 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
     if running is None:
         return pl.DataFrame()
     pods = running.filter(pl.col("running_seconds") > 0).select(*PK, "running_seconds")
-    requests = pod_effective_requests(_container_requests(frames, accelerators))
+    requests = _pod_requests(frames, accelerators)
     pods = pods.join(requests, on=PK, how="left")
     info = _get(frames, "pod_info")
     if info is not None:
@@ -306,7 +353,8 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
     pods = _join_usage(pods, frames, POD_USAGE, PK)
     gpu_usage = _get(frames, "gpu_usage")
     if gpu_usage is not None:  # DCGM has no uid: shared by the pod's incarnations by running time
-        used = usage_by_incarnation(gpu_usage, "usage_gpu_seconds", PK, pods)
+        used = usage_by_incarnation(gpu_usage.with_columns(pl.col("usage_gpu_seconds").cast(pl.Float64).fill_null(0.0)),
+                                    "usage_gpu_seconds", PK, pods)
         pods = pods.join(used.select(*PK, (pl.col("usage_gpu_seconds") / 3600.0).alias("gpu_usage_hours")),
                          on=PK, how="left")
     else:

@@ -38,6 +38,16 @@ def test_one_request_per_container(name, frames, expected_cores):
     assert pods["cpu_request_cores"][0] == pytest.approx(expected_cores, rel=1e-12), name
 
 
+@pytest.mark.parametrize(("name", "frames", "expected_cores"), test_one_request_per_container.pytestmark[0].args[1])
+def test_pod_hours_request_is_the_containers_average(name, frames, expected_cores):
+    """pod_hours divides each pod's summed request-seconds once (per-row seconds of 0.1 files: per container)."""
+    from podledger.usage import pod_hours
+
+    pods = pod_hours(frames)
+    running_hours = frames["pod_running"]["running_seconds"][0] / 3600
+    assert pods["cpu_request_core_hours"][0] == pytest.approx(expected_cores * running_hours, rel=1e-12), name
+
+
 def _incarnation_frames(usage_uids: list[str]) -> dict[str, pl.DataFrame]:
     """web-0 ran twice in the hour (uid a for 20 minutes, uid b for 40), both on node n1."""
     pods = pl.DataFrame({"namespace": ["shop"] * 2, "pod": ["web-0"] * 2, "uid": ["a", "b"],
@@ -143,3 +153,22 @@ def test_an_hour_with_nodes_but_no_pod_presence_is_named():
         (hours[3], {"node_info": nodes.clear()}),  # no nodes either: nothing to refuse
     ])
     assert hours_without_pods(stacked) == [hours[2]]
+
+
+def test_stacked_usage_keeps_no_sample_apart_from_zero():
+    """Usage metrics are summed in one stacked pass: a metric without a row for a pod (or missing from the window) is
+    null for that pod, not 0; a sample whose value is null adds 0, as a sum of that metric alone would."""
+    from podledger.usage import pod_hours
+
+    frames = _incarnation_frames(["a", "b"])
+    frames["cpu_usage"] = frames["cpu_usage"].filter(pl.col("uid") == "a")  # b has no CPU row
+    frames["memory_usage"] = pl.DataFrame({"namespace": ["shop"] * 2, "pod": ["web-0"] * 2, "uid": ["a", "b"],
+                                           "container": ["app"] * 2, "usage_byte_seconds": [None, 3600.0 * 2**30]},
+                                          schema_overrides={"usage_byte_seconds": pl.Float64})
+    frames["network_transmit"] = pl.DataFrame({"namespace": ["shop"], "pod": ["web-0"], "uid": [""], "bytes": [300.0]})
+    pods = pod_hours(frames).sort("uid")
+    assert pods["cpu_usage_core_hours"].to_list() == [pytest.approx(600 / 3600), None]
+    assert pods["memory_usage_gib_hours"].to_list() == [0.0, pytest.approx(1.0)]
+    # no uid: shared by running time (1200 s and 2400 s)
+    assert pods["network_transmit_bytes"].to_list() == pytest.approx([100.0, 200.0])
+    assert pods["network_receive_bytes"].to_list() == [None, None]  # not exported at all
