@@ -86,8 +86,8 @@ def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, .
                        if "present_seconds" in frame.columns else pl.lit(None, pl.Float64))
         # One row per container-hour, but a container whose node label changed (pending, then scheduled) has
         # several: only those are grouped (grouping 400,000 rows on five keys costs 4x the duplicate check).
-        repeated = pl.struct(*PK, "container").is_duplicated()
-        single = frame.filter(~repeated).select(*PK, "container", "node", pl.col(value).alias("request_seconds"),
+        repeated = frame.select(pl.struct(*PK, "container").is_duplicated()).to_series()
+        single = (frame.filter(~repeated) if repeated.any() else frame).select(*PK, "container", "node", pl.col(value).alias("request_seconds"),
                                                 pl.col("present_seconds" if "present_seconds" in frame.columns
                                                        else value).cast(pl.Float64).alias("row_seconds"))
         if "present_seconds" not in frame.columns:
@@ -213,7 +213,10 @@ def normalised_uid(frame: pl.DataFrame) -> pl.DataFrame:
     """The pod UID read from cAdvisor's cgroup path, dashed (the systemd driver writes underscores); "" if unknown."""
     if "uid" not in frame.columns:
         return frame.with_columns(pl.lit("").alias("uid"))
-    return frame.with_columns(pl.col("uid").fill_null("").str.replace_all("_", "-"))
+    uid = pl.col("uid")
+    if not frame.select(uid.is_null().any() | uid.str.contains("_", literal=True).any()).item():
+        return frame  # already dashed (checking is cheaper than rewriting every uid)
+    return frame.with_columns(uid.fill_null("").str.replace_all("_", "-"))
 
 
 def usage_by_incarnation(frame: pl.DataFrame, column: str | list[str], keys: list[str],
@@ -230,11 +233,17 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str | list[str], keys: lis
     columns = [column] if isinstance(column, str) else column
     frame = normalised_uid(frame).with_columns(pl.col(c).cast(pl.Float64) for c in columns)
     by = [k for k in keys if k != "uid"]
-    sums = [pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).alias(c) for c in columns]
+
+    def sums(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+        # sum and count are the group-by's fast paths; a sum without a value (count 0) is null
+        summed = frame.group_by(keys).agg(*(pl.col(c).sum() for c in columns),
+                                          *(pl.col(c).count().alias(f"_n_{c}") for c in columns))
+        return summed.select(*keys, *(pl.when(pl.col(f"_n_{c}") > 0).then(pl.col(c)).alias(c) for c in columns))
+
     if not frame.select((pl.col("uid") == "").any()).item():  # every series names its incarnation
-        return frame.group_by([*by, "uid"]).agg(sums)
-    known = frame.filter(pl.col("uid") != "").group_by([*by, "uid"]).agg(sums)
-    unknown = frame.filter(pl.col("uid") == "").group_by(by).agg(sums)
+        return sums(frame, [*by, "uid"])
+    known = sums(frame.filter(pl.col("uid") != ""), [*by, "uid"])
+    unknown = sums(frame.filter(pl.col("uid") == ""), by)
     if unknown.height:
         pod = [HOUR, "namespace", "pod"]
         shares = (pods.select(*PK, "running_seconds")
@@ -243,7 +252,7 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str | list[str], keys: lis
                                 .alias("share")))
         spread = unknown.join(shares, on=pod, how="inner").select(
             *by, "uid", *((pl.col(c) * pl.col("share")).alias(c) for c in columns))
-        known = pl.concat([known, spread.select(known.columns)]).group_by([*by, "uid"]).agg(sums)
+        known = sums(pl.concat([known, spread.select(known.columns)]), [*by, "uid"])
     return known
 
 
