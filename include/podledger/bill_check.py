@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from podledger.deliveries import read_parquet_part
 from podledger.exceptions import ReconciliationError
 from podledger.storage import ObjectStore
 
@@ -76,24 +77,11 @@ def _arrow(store: ObjectStore, key: str, between: tuple[str, dt.datetime, dt.dat
     """The file as a pyarrow Table of the columns the check reads; ``between`` (column, start, end): of a Parquet
     file whose column is a timestamp, only the rows in [start, end) (row groups outside it are skipped by their
     statistics)."""
-    import pyarrow as pa
     import pyarrow.csv as pa_csv
-    import pyarrow.dataset as pa_ds
-    import pyarrow.parquet as pq
 
-    data = store.get(key)
     if key.endswith(".parquet"):
-        schema = pq.read_schema(io.BytesIO(data))
-        columns = [name for name in schema.names if _needed(name, fmt)]
-        if between is None or between[0] not in schema.names or not pa.types.is_timestamp(schema.field(between[0]).type):
-            return pq.read_table(io.BytesIO(data), columns=columns)
-        column, start, end = between
-        kind = schema.field(column).type
-        low, high = ((start, end) if kind.tz else (start.astimezone(dt.UTC).replace(tzinfo=None),
-                                                   end.astimezone(dt.UTC).replace(tzinfo=None)))
-        field = pa_ds.field(column)
-        return pq.read_table(io.BytesIO(data), columns=columns,
-                             filters=(field >= pa.scalar(low, kind)) & (field < pa.scalar(high, kind)))
+        return read_parquet_part(store, key, lambda name: _needed(name, fmt), between)
+    data = store.get(key)
     if key.endswith(".gz"):
         data = gzip.decompress(data)
     return pa_csv.read_csv(io.BytesIO(data), convert_options=pa_csv.ConvertOptions(null_values=["NULL", ""],

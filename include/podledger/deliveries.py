@@ -17,13 +17,17 @@ import gzip
 import io
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from podledger.exceptions import BillingDataError
 from podledger.storage import ObjectStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +142,34 @@ def _read_manifest(store: ObjectStore, key: str) -> dict[str, Any]:
     return manifest
 
 
+def read_parquet_part(store: ObjectStore, key: str, columns: list[str] | Callable[[str], bool] | None = None,
+                      between: tuple[str, dt.datetime, dt.datetime] | None = None) -> pa.Table:
+    """Read ``columns`` (those the file has, or those it has that the predicate keeps; None: all) of a Parquet bill
+    file by ranged reads: the footer, then only those column chunks. ``between`` (column, start, end), when that
+    column is a timestamp: only the rows in [start, end), skipping the row groups whose statistics lie outside it."""
+    import pyarrow as pa
+    import pyarrow.dataset as pa_ds
+    import pyarrow.parquet as pq
+
+    with store.open(key) as source:
+        schema = pq.read_schema(source)
+        if callable(columns):
+            columns = [c for c in schema.names if columns(c)]
+        elif columns is not None:  # the ones this file has (CUR and FOCUS name the same thing differently)
+            columns = [c for c in columns if c in schema.names]
+        filters = None
+        timed = between is not None and between[0] in schema.names
+        if between is not None and timed and pa.types.is_timestamp(schema.field(between[0]).type):
+            column, start, end = between
+            kind = schema.field(column).type
+            low, high = ((start, end) if kind.tz else (start.astimezone(dt.UTC).replace(tzinfo=None),
+                                                       end.astimezone(dt.UTC).replace(tzinfo=None)))
+            field = pa_ds.field(column)
+            filters = (field >= pa.scalar(low, kind)) & (field < pa.scalar(high, kind))
+        source.seek(0)
+        return pq.read_table(source, columns=columns, filters=filters)
+
+
 def read_bill_file(store: ObjectStore, key: str, *, columns: list[str] | None = None,
                    between: tuple[str, dt.datetime, dt.datetime] | None = None) -> pl.DataFrame:
     """Read one bill file (Parquet, CSV, gzipped CSV); a damaged file is an error naming it.
@@ -146,21 +178,10 @@ def read_bill_file(store: ObjectStore, key: str, *, columns: list[str] | None = 
     [start, end) (row groups outside it are skipped by their statistics); other files are read whole.
     """
     try:
-        data = store.get(key)
         if key.endswith(".parquet"):
-            schema = pl.read_parquet_schema(io.BytesIO(data))
-            if columns is not None:  # the ones this file has (CUR and FOCUS name the same thing differently)
-                columns = [c for c in columns if c in schema]
-            scan = pl.scan_parquet(io.BytesIO(data))
-            kind = schema.get(between[0]) if between is not None else None
-            if between is not None and isinstance(kind, pl.Datetime):
-                column, start, end = between
-                zone = kind.time_zone
-                low, high = ((start, end) if zone else
-                             (start.astimezone(dt.UTC).replace(tzinfo=None), end.astimezone(dt.UTC).replace(tzinfo=None)))
-                scan = scan.filter((pl.col(column) >= low) & (pl.col(column) < high))
-            frame = (scan.select(columns) if columns is not None else scan).collect()
+            frame = pl.DataFrame(read_parquet_part(store, key, columns, between))
         else:
+            data = store.get(key)
             if key.endswith(".gz"):
                 data = gzip.decompress(data)
             # Every column as text first: FOCUS CSV writes NULL as a word and numbers and dates as text.

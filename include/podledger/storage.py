@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from typing import Any, NamedTuple, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol, cast
 from urllib.parse import urlsplit
 
 from podledger.exceptions import PodledgerError
@@ -20,6 +20,11 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
+    def open(self, key: str) -> BinaryIO:
+        """The object as a seekable file read by byte ranges: a Parquet reader fetches the footer and the column
+        chunks it needs, not the whole object."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def list(self, prefix: str) -> list[str]: ...
@@ -29,6 +34,10 @@ class ObjectStore(Protocol):
         ...
 
     def delete(self, keys: builtins.list[str]) -> None: ...
+
+
+# What one ranged read fetches at least: a Parquet column chunk is usually smaller, so neighbours come along.
+RANGE_BLOCK = 2**20
 
 
 def parent_folder(key: str) -> str:
@@ -80,6 +89,11 @@ class FsspecStore:
 
     def get(self, key: str) -> bytes:
         return bytes(self._fs.cat_file(self._path(key)))
+
+    def open(self, key: str) -> BinaryIO:
+        if self.scheme == "s3":
+            return cast(BinaryIO, self._fs.open(self._path(key), "rb", block_size=RANGE_BLOCK, cache_type="readahead"))
+        return cast(BinaryIO, self._fs.open(self._path(key), "rb"))
 
     def exists(self, key: str) -> bool:
         if self.scheme != "s3":

@@ -87,9 +87,9 @@ def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, .
         # One row per container-hour, but a container whose node label changed (pending, then scheduled) has
         # several: only those are grouped (grouping 400,000 rows on five keys costs 4x the duplicate check).
         repeated = frame.select(pl.struct(*PK, "container").is_duplicated()).to_series()
-        single = (frame.filter(~repeated) if repeated.any() else frame).select(*PK, "container", "node", pl.col(value).alias("request_seconds"),
-                                                pl.col("present_seconds" if "present_seconds" in frame.columns
-                                                       else value).cast(pl.Float64).alias("row_seconds"))
+        single = (frame.filter(~repeated) if repeated.any() else frame).select(
+            *PK, "container", "node", pl.col(value).alias("request_seconds"),
+            pl.col("present_seconds" if "present_seconds" in frame.columns else value).cast(pl.Float64).alias("row_seconds"))
         if "present_seconds" not in frame.columns:
             single = single.with_columns(pl.lit(None, pl.Float64).alias("row_seconds"))
         grouped = frame.filter(repeated).group_by(*PK, "container").agg(

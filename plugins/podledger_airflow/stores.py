@@ -4,10 +4,45 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import io
+from typing import Any, BinaryIO
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from podledger.storage import parent_folder
+from podledger.storage import RANGE_BLOCK, parent_folder
+
+
+class _RangeReader(io.RawIOBase):
+    """An S3 object read by ranged GETs (s3:GetObject; its size from a HEAD, which the same permission allows)."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self._client, self._bucket, self._key = client, bucket, key
+        self._size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(base + offset, 0)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        if self._position >= self._size or not len(buffer):
+            return 0
+        last = min(self._position + len(buffer), self._size) - 1
+        body = self._client.get_object(Bucket=self._bucket, Key=self._key,
+                                       Range=f"bytes={self._position}-{last}")["Body"].read()
+        buffer[:len(body)] = body
+        self._position += len(body)
+        return len(body)
 
 
 class S3HookStore:
@@ -24,6 +59,9 @@ class S3HookStore:
 
     def get(self, key: str) -> bytes:
         return bytes(self.hook.get_key(key, bucket_name=self.bucket).get()["Body"].read())
+
+    def open(self, key: str) -> BinaryIO:
+        return io.BufferedReader(_RangeReader(self.hook.get_conn(), self.bucket, key), buffer_size=RANGE_BLOCK)
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

@@ -109,7 +109,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in out_headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(content)))
+        # A HEAD answers with the object's length, as S3 does (readers size ranged GETs by it), and no body.
+        length = upstream.headers.get("Content-Length", "0") if why is None and self.command == "HEAD" else len(content)
+        self.send_header("Content-Length", str(length))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(content)
