@@ -175,11 +175,25 @@ def read_bill_file(store: ObjectStore, key: str, *, columns: list[str] | None = 
     """Read one bill file (Parquet, CSV, gzipped CSV); a damaged file is an error naming it.
 
     ``between`` (column, start, end): of a Parquet file whose column is a timestamp, decode only the rows in
-    [start, end) (row groups outside it are skipped by their statistics); other files are read whole.
+    [start, end) (row groups outside it are skipped by their statistics); other files are read whole. With
+    ``columns``, a Parquet file is read by ranged GETs (:func:`read_parquet_part`).
     """
     try:
-        if key.endswith(".parquet"):
+        if key.endswith(".parquet") and columns is not None:
             frame = pl.DataFrame(read_parquet_part(store, key, columns, between))
+        elif key.endswith(".parquet"):
+            # Every column: polars decodes the time column first and then only the rows of the hours asked (an
+            # Arrow scan would decode every column of the row groups whole), from the object fetched whole.
+            data = store.get(key)
+            schema = pl.read_parquet_schema(io.BytesIO(data))
+            scan = pl.scan_parquet(io.BytesIO(data))
+            kind = schema.get(between[0]) if between is not None else None
+            if between is not None and isinstance(kind, pl.Datetime):
+                column, start, end = between
+                low, high = ((start, end) if kind.time_zone else
+                             (start.astimezone(dt.UTC).replace(tzinfo=None), end.astimezone(dt.UTC).replace(tzinfo=None)))
+                scan = scan.filter((pl.col(column) >= low) & (pl.col(column) < high))
+            frame = scan.collect()
         else:
             data = store.get(key)
             if key.endswith(".gz"):
