@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from podledger.config import AllocationConfig
+from podledger.exceptions import ExportIncompleteError
 from podledger.hours import HOUR, stamp_hour
 from podledger.usage import RESOURCES, node_hours, pod_hours
 
@@ -172,6 +173,24 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
                           cost_basis=cost_basis, transfer_costs=transfer_costs)
 
 
+def _check_capacity(pods: pl.DataFrame, priced_nodes: pl.DataFrame, cluster: str, capacity: str) -> None:
+    """A priced node-hour with pods needs its CPU and memory capacity: without them its cost cannot be split by the
+    rule (it would come out NaN, or by one resource alone). Fail naming the node-hour and the metric."""
+    node = [HOUR, "node"]
+    blind = (priced_nodes.join(pods.select(node).unique(), on=node, how="semi")
+             .filter(~(pl.col("cpu_capacity") > 0) | ~(pl.col("memory_capacity") > 0)))
+    if not blind.height:
+        return
+    first = blind.sort(node).row(0, named=True)
+    missing = " and ".join(r for r in ("cpu", "memory") if not (first[f"{r}_capacity"] or 0) > 0)
+    metric = "kube_node_status_allocatable" if capacity == "allocatable" else "kube_node_status_capacity"
+    raise ExportIncompleteError(
+        f"cluster {cluster}, hour {first[HOUR]:%Y-%m-%dT%H}Z, node {first['node']} ({first['instance_id']}): the exported "
+        f"{metric} has no {missing} for this node, so its cost ({first['cost']:.6f} {first['currency']}) cannot be "
+        f"split onto its pods ({blind.height} node-hour(s) like this); re-export the window with force once "
+        "kube-state-metrics reports the node's resources")
+
+
 def allocate_hours(frames: dict[str, pl.DataFrame], *, hours: list[dt.datetime], cost_center: str, cluster: str,
                    instance_costs: pl.DataFrame, control_plane: pl.DataFrame, options: AllocationConfig,
                    cost_basis: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -198,6 +217,7 @@ def allocate_hours(frames: dict[str, pl.DataFrame], *, hours: list[dt.datetime],
     parts = []
     priced_transfer = transfer.join(priced_nodes.select(instance), on=instance, how="semi")
     if pods.height:
+        _check_capacity(pods, priced_nodes, cluster, options.capacity)
         pod_rows, idle = split_node_costs(pods, priced_nodes, options)
         pod_rows, leftover = split_data_transfer(pod_rows, priced_transfer)
         parts.append(_conform(pod_rows.with_columns(efficiency_expr().alias("efficiency")), common))

@@ -191,3 +191,30 @@ def test_data_transfer_split_by_transmitted_bytes_and_leftover_kept():
     assert network == pytest.approx({"a": 0.03, "b": 0.01, "c": 0.0})
     assert dict(rows.select("pod", "total_cost").iter_rows())["a"] == pytest.approx(1.03)
     assert leftover.select("instance_id", "network_cost").rows() == [("i-2", pytest.approx(0.02))]  # nothing sent: idle
+
+
+@pytest.mark.parametrize(("name", "damage", "missing"), [
+    ("no memory capacity row", lambda f: f["node_capacity"].filter(pl.col("resource") != "memory"), "memory"),
+    ("no capacity rows for the node", lambda f: f["node_capacity"].clear(), "cpu and memory"),
+    ("capacity not exported at all", None, "cpu and memory"),
+])
+def test_a_node_with_pods_but_no_capacity_is_named_not_priced_nan(name, damage, missing):
+    """kube-state-metrics' capacity missing for a node-hour that has pods: the split would give NaN costs (or price
+    the node by one resource only), so the run fails naming the node-hour and the metric."""
+    from podledger.exceptions import ExportIncompleteError
+
+    scenario = Scenario(AWS_EXAMPLE)
+    frames = frames_for(scenario)
+    if damage is None:
+        del frames["node_capacity"]
+    else:
+        frames["node_capacity"] = damage(frames)
+    with pytest.raises(ExportIncompleteError, match=rf"hour 2026-11-02T03Z, node {NODE} \({INSTANCE}\): the exported "
+                                                    rf"kube_node_status_capacity has no {missing} for this node"):
+        allocate_hour(frames, hour=HOUR, cost_center="cc", cluster="c1",
+                      instance_costs=pl.DataFrame({"hour_start": [HOUR], "instance_id": [INSTANCE], "cost": [1.0],
+                                                   "currency": ["USD"], "instance_type": ["m5.xlarge"],
+                                                   "cluster_tag": ["c1"]}),
+                      control_plane=pl.DataFrame(schema={"hour_start": pl.Datetime("us", "UTC"), "cluster": pl.String,
+                                                         "cost": pl.Float64, "currency": pl.String}),
+                      options=AllocationConfig(), cost_basis="amortized")
