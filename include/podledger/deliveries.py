@@ -182,12 +182,10 @@ def read_bill_file(store: ObjectStore, key: str, *, columns: list[str] | None = 
         if key.endswith(".parquet") and columns is not None:
             frame = pl.DataFrame(read_parquet_part(store, key, columns, between))
         elif key.endswith(".parquet"):
-            # Every column: polars decodes the time column first and then only the rows of the hours asked (an
-            # Arrow scan would decode every column of the row groups whole), from the object fetched whole.
-            data = store.get(key)
-            schema = pl.read_parquet_schema(io.BytesIO(data))
-            scan = pl.scan_parquet(io.BytesIO(data))
-            kind = schema.get(between[0]) if between is not None else None
+            # Every column: polars fetches the row groups the filter may match by ranged GETs and decodes the time
+            # column first, then only the rows of the hours asked (an Arrow scan decodes every column whole).
+            scan = store.scan_parquet(key)
+            kind = scan.collect_schema().get(between[0]) if between is not None else None
             if between is not None and isinstance(kind, pl.Datetime):
                 column, start, end = between
                 low, high = ((start, end) if kind.time_zone else

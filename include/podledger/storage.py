@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from typing import Any, BinaryIO, NamedTuple, Protocol, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, cast
 from urllib.parse import urlsplit
 
 from podledger.exceptions import PodledgerError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class ObjectStore(Protocol):
@@ -25,6 +29,11 @@ class ObjectStore(Protocol):
         chunks it needs, not the whole object."""
         ...
 
+    def scan_parquet(self, key: str) -> pl.LazyFrame:
+        """A Parquet object as a polars scan: what a query keeps is fetched by ranged GETs (its columns, the row
+        groups its filter may match) and decoded late (the filter column first)."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def list(self, prefix: str) -> list[str]: ...
@@ -38,6 +47,37 @@ class ObjectStore(Protocol):
 
 # What one ranged read fetches at least: a Parquet column chunk is usually smaller, so neighbours come along.
 RANGE_BLOCK = 2**20
+
+
+def polars_s3_options(options: Mapping[str, Any]) -> dict[str, str] | None:
+    """s3fs options (key, secret, token, client_kwargs) as polars' S3 storage options; None without a region
+    (polars does not look a bucket's region up, s3fs does)."""
+    client = options.get("client_kwargs") or {}
+    if not client.get("region_name"):
+        return None
+    out = {"aws_region": str(client["region_name"])}
+    for name, option in (("key", "aws_access_key_id"), ("secret", "aws_secret_access_key"),
+                         ("token", "aws_session_token")):
+        if options.get(name):
+            out[option] = str(options[name])
+    endpoint = client.get("endpoint_url")
+    if endpoint:
+        out["aws_endpoint_url"] = str(endpoint)
+        if str(endpoint).startswith("http://"):
+            out["aws_allow_http"] = "true"
+    return out
+
+
+def scan_s3_parquet(store: ObjectStore, key: str, options: Mapping[str, Any]) -> pl.LazyFrame:
+    """Scan ``key`` of an S3 store natively with the store's credentials; the whole object when that cannot be."""
+    import io
+
+    import polars as pl
+
+    polars_options = polars_s3_options(options)
+    if polars_options is None:
+        return pl.scan_parquet(io.BytesIO(store.get(key)))
+    return pl.scan_parquet(f"s3://{store.bucket}/{key}", storage_options=polars_options)
 
 
 def parent_folder(key: str) -> str:
@@ -72,7 +112,8 @@ class FsspecStore:
 
         self.scheme = scheme
         self.bucket = bucket
-        self._fs = fsspec.filesystem("s3" if scheme == "s3" else "file", **(storage_options or {}))
+        self._options = dict(storage_options or {})
+        self._fs = fsspec.filesystem("s3" if scheme == "s3" else "file", **self._options)
 
     def _path(self, key: str) -> str:
         return f"{self.bucket.rstrip('/')}/{key.lstrip('/')}"
@@ -89,6 +130,13 @@ class FsspecStore:
 
     def get(self, key: str) -> bytes:
         return bytes(self._fs.cat_file(self._path(key)))
+
+    def scan_parquet(self, key: str) -> pl.LazyFrame:
+        if self.scheme == "s3":
+            return scan_s3_parquet(self, key, self._options)
+        import polars as pl
+
+        return pl.scan_parquet(self._path(key))
 
     def open(self, key: str) -> BinaryIO:
         if self.scheme == "s3":

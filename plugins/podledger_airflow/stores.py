@@ -5,11 +5,14 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import io
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from podledger.storage import RANGE_BLOCK, parent_folder
+from podledger.storage import RANGE_BLOCK, parent_folder, scan_s3_parquet
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class _RangeReader(io.RawIOBase):
@@ -59,6 +62,13 @@ class S3HookStore:
 
     def get(self, key: str) -> bytes:
         return bytes(self.hook.get_key(key, bucket_name=self.bucket).get()["Body"].read())
+
+    def scan_parquet(self, key: str) -> pl.LazyFrame:
+        credentials = self.hook.get_credentials()
+        options = {"key": credentials.access_key, "secret": credentials.secret_key, "token": credentials.token,
+                   "client_kwargs": {"endpoint_url": self.hook.conn_config.endpoint_url,
+                                     "region_name": self.hook.conn_region_name}}
+        return scan_s3_parquet(self, key, options)
 
     def open(self, key: str) -> BinaryIO:
         return io.BufferedReader(_RangeReader(self.hook.get_conn(), self.bucket, key), buffer_size=RANGE_BLOCK)
