@@ -174,15 +174,20 @@ def allocate_hour(frames: dict[str, pl.DataFrame], *, hour: dt.datetime, cost_ce
 
 
 def _check_capacity(pods: pl.DataFrame, priced_nodes: pl.DataFrame, cluster: str, capacity: str) -> None:
-    """A priced node-hour with pods needs its CPU and memory capacity: without them its cost cannot be split by the
-    rule (it would come out NaN, or by one resource alone). Fail naming the node-hour and the metric."""
+    """A priced node-hour with pods needs its CPU and memory capacity, and its accelerator capacity when a pod there
+    holds one: without them its cost cannot be split by the rule (NaN, or priced by the other resources alone, as
+    if it had no GPU). Fail naming the node-hour and the metric."""
     node = [HOUR, "node"]
-    blind = (priced_nodes.join(pods.select(node).unique(), on=node, how="semi")
-             .filter(~(pl.col("cpu_capacity") > 0) | ~(pl.col("memory_capacity") > 0)))
+    gpus = pods.group_by(node).agg(pl.col("gpu_allocated_hours").sum().alias("gpu_held"))
+    lacks = {"cpu": ~(pl.col("cpu_capacity") > 0), "memory": ~(pl.col("memory_capacity") > 0),
+             "gpu": (pl.col("gpu_held") > 0) & ~(pl.col("gpu_capacity") > 0)}
+    blind = (priced_nodes.join(gpus, on=node, how="inner")
+             .with_columns(**{f"lacks_{r}": expr.fill_null(True) for r, expr in lacks.items()})
+             .filter(pl.any_horizontal(*(f"lacks_{r}" for r in lacks))))
     if not blind.height:
         return
     first = blind.sort(node).row(0, named=True)
-    missing = " and ".join(r for r in ("cpu", "memory") if not (first[f"{r}_capacity"] or 0) > 0)
+    missing = " and ".join(r for r in lacks if first[f"lacks_{r}"])
     metric = "kube_node_status_allocatable" if capacity == "allocatable" else "kube_node_status_capacity"
     raise ExportIncompleteError(
         f"cluster {cluster}, hour {first[HOUR]:%Y-%m-%dT%H}Z, node {first['node']} ({first['instance_id']}): the exported "

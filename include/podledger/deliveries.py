@@ -158,10 +158,9 @@ def read_parquet_part(store: ObjectStore, key: str, columns: list[str] | Callabl
         elif columns is not None:  # the ones this file has (CUR and FOCUS name the same thing differently)
             columns = [c for c in columns if c in schema.names]
         filters = None
-        timed = between is not None and between[0] in schema.names
-        if between is not None and timed and pa.types.is_timestamp(schema.field(between[0]).type):
+        kind = schema.field(between[0]).type if between is not None and between[0] in schema.names else None
+        if between is not None and kind is not None and pa.types.is_timestamp(kind):
             column, start, end = between
-            kind = schema.field(column).type
             low, high = ((start, end) if kind.tz else (start.astimezone(dt.UTC).replace(tzinfo=None),
                                                        end.astimezone(dt.UTC).replace(tzinfo=None)))
             field = pa_ds.field(column)

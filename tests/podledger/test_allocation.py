@@ -193,18 +193,20 @@ def test_data_transfer_split_by_transmitted_bytes_and_leftover_kept():
     assert leftover.select("instance_id", "network_cost").rows() == [("i-2", pytest.approx(0.02))]  # nothing sent: idle
 
 
-@pytest.mark.parametrize(("name", "damage", "missing"), [
-    ("no memory capacity row", lambda f: f["node_capacity"].filter(pl.col("resource") != "memory"), "memory"),
-    ("no capacity rows for the node", lambda f: f["node_capacity"].clear(), "cpu and memory"),
-    ("capacity not exported at all", None, "cpu and memory"),
+@pytest.mark.parametrize(("name", "scenario", "damage", "missing"), [
+    ("no memory capacity row", "aws", lambda f: f["node_capacity"].filter(pl.col("resource") != "memory"), "memory"),
+    ("no capacity rows for the node", "aws", lambda f: f["node_capacity"].clear(), "cpu and memory"),
+    ("capacity not exported at all", "aws", None, "cpu and memory"),
+    # a pod holds a GPU, the node's accelerator capacity is missing: it would be priced as a node without GPUs
+    ("no accelerator capacity", "gpu_node", lambda f: f["node_capacity"].filter(pl.col("resource") != "nvidia_com_gpu"),
+     "gpu"),
 ])
-def test_a_node_with_pods_but_no_capacity_is_named_not_priced_nan(name, damage, missing):
+def test_a_node_with_pods_but_no_capacity_is_named_not_priced_nan(name, scenario, damage, missing):
     """kube-state-metrics' capacity missing for a node-hour that has pods: the split would give NaN costs (or price
-    the node by one resource only), so the run fails naming the node-hour and the metric."""
+    the node by the other resources only), so the run fails naming the node-hour and the metric."""
     from podledger.exceptions import ExportIncompleteError
 
-    scenario = Scenario(AWS_EXAMPLE)
-    frames = frames_for(scenario)
+    frames = frames_for(Scenario(AWS_EXAMPLE) if scenario == "aws" else SCENARIOS["gpu_node"][0])
     if damage is None:
         del frames["node_capacity"]
     else:
