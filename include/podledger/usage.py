@@ -2,7 +2,7 @@
 
 Frames of one hour, or of many hours stacked (:mod:`podledger.hours`): every key below carries the hour.
 
-Requests are averaged per container and combined into Kubernetes' effective pod request; usage,
+Requests come from :mod:`podledger.pod_requests`, presence and the pod key from :mod:`podledger.pod_frames`; usage,
 network bytes, owners (pod -> ReplicaSet -> Deployment, Job -> CronJob) and labels are joined on; nodes
 get their billing key and capacity in core-/GiB-/GPU-hours.
 """
@@ -10,24 +10,22 @@ get their billing key and capacity in core-/GiB-/GPU-hours.
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import polars as pl
 
 from podledger.focus import node_key_expr
 from podledger.hours import HOUR, returned, with_hour
 from podledger.labels import labels_json
+from podledger.pod_frames import (
+    DEFAULT_ACCELERATORS,
+    GIB,
+    PK,
+    get_frame,
+    ksm_resource,
+    presence,
+)
+from podledger.pod_requests import container_requests, pod_requests
 
-GIB = float(2**30)
-POD_KEY = ["namespace", "pod", "uid"]
-PK = [HOUR, *POD_KEY]  # a pod incarnation in an hour
-DEFAULT_ACCELERATORS = ("nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron", "aws.amazon.com/neuroncore",
-                        "habana.ai/gaudi")
-
-
-def ksm_resource(name: str) -> str:
-    """kube-state-metrics' spelling of a resource name: ``nvidia.com/gpu`` -> ``nvidia_com_gpu``."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 RESOURCES = ("cpu", "memory", "gpu")
 # exported metric -> (value column, output column, divisor to hours / GiB-hours / bytes)
 POD_USAGE = (("cpu_usage", "usage_core_seconds", "cpu_usage_core_hours", 3600.0),
@@ -38,15 +36,10 @@ CONTAINER_USAGE = (("cpu_usage", "usage_core_seconds", "cpu_used_cores", 1.0),
                    ("memory_usage", "usage_byte_seconds", "memory_used_gib", GIB))
 
 
-def _get(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame | None:
-    frame = frames.get(name)
-    return frame if frame is not None and frame.height else None
-
-
 def hours_without_pods(frames: dict[str, pl.DataFrame]) -> list[dt.datetime]:
     """The stacked hours that have nodes but neither kube_pod_status_phase nor kube_pod_info (so no pod known to run)."""
     def hours(name: str, column: str | None = None) -> set[dt.datetime]:
-        frame = _get(frames, name)
+        frame = get_frame(frames, name)
         if frame is None or (column is not None and column not in frame.columns):
             return set()
         return set(frame[HOUR].unique().to_list())
@@ -54,142 +47,13 @@ def hours_without_pods(frames: dict[str, pl.DataFrame]) -> list[dt.datetime]:
     return sorted(hours("node_info") - hours("pod_running") - hours("pod_info", "present_seconds"))
 
 
-def container_requests(frames: dict[str, pl.DataFrame],
-                       accelerators: tuple[str, ...] = DEFAULT_ACCELERATORS) -> pl.DataFrame:
-    """Return the average request of every container: namespace, pod, uid, container, node, resource, kind, request.
-
-    The average is the container's request-seconds over the seconds its pod object existed
-    (``pod_running.present_seconds``), so the rows of a container whose ``node`` label changed add up to its
-    request. Files written by podledger 0.1 carry a ``present_seconds`` per row, which is used instead.
-    """
-    frames, added = with_hour(frames)
-    return returned(_container_requests(frames, accelerators), added)
-
-
-def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame | None:
-    """Every container's request-seconds in the hour (``request_seconds``), its kind (app, init or sidecar) and its
-    own seconds when the file carries them (``row_seconds``: podledger 0.1 files; null otherwise)."""
-    parts = []
-    for name, resource, init in (("cpu_requests", "cpu", False), ("memory_requests", "memory", False),
-                                 ("gpu_requests", "gpu", False), ("init_cpu_requests", "cpu", True),
-                                 ("init_memory_requests", "memory", True)):
-        frame = _get(frames, name)
-        if frame is None:
-            continue
-        if resource == "gpu" and "resource" in frame.columns:  # every extended resource: keep the accelerators
-            frame = frame.filter(pl.col("resource").is_in([ksm_resource(a) for a in accelerators]))
-            if not frame.height:
-                continue
-        value = next(c for c in frame.columns if c.startswith("request_"))
-        # podledger 0.1 rows carry their own present_seconds (null in the hours of newer files)
-        row_seconds = (pl.when(pl.col("present_seconds").is_not_null().any()).then(pl.col("present_seconds").sum())
-                       if "present_seconds" in frame.columns else pl.lit(None, pl.Float64))
-        # One row per container-hour, but a container whose node label changed (pending, then scheduled) has
-        # several: only those are grouped (grouping 400,000 rows on five keys costs 4x the duplicate check).
-        repeated = frame.select(pl.struct(*PK, "container").is_duplicated()).to_series()
-        single = (frame.filter(~repeated) if repeated.any() else frame).select(
-            *PK, "container", "node", pl.col(value).alias("request_seconds"),
-            pl.col("present_seconds" if "present_seconds" in frame.columns else value).cast(pl.Float64).alias("row_seconds"))
-        if "present_seconds" not in frame.columns:
-            single = single.with_columns(pl.lit(None, pl.Float64).alias("row_seconds"))
-        grouped = frame.filter(repeated).group_by(*PK, "container").agg(
-            pl.col("node").sort_by(pl.col("node") == "").first(), pl.col(value).sum().alias("request_seconds"),
-            row_seconds.cast(pl.Float64).alias("row_seconds"))
-        parts.append(pl.concat([single, grouped.select(single.columns)], how="vertical_relaxed").with_columns(
-            pl.lit(resource).alias("resource"), pl.lit(init).alias("init")))
-    if not parts:
-        return None
-    requests = pl.concat(parts, how="vertical_relaxed")
-    info = _get(frames, "init_container_info")
-    if info is not None:
-        sidecars = info.filter(pl.col("restart_policy") == "Always").select(*PK, "container").unique()
-        requests = requests.join(sidecars.with_columns(pl.lit(True).alias("sidecar")), on=[*PK, "container"],
-                                 how="left")
-    else:
-        requests = requests.with_columns(pl.lit(None, pl.Boolean).alias("sidecar"))
-    kind = pl.when(~pl.col("init")).then(pl.lit("app")).when(pl.col("sidecar").fill_null(False)).then(
-        pl.lit("sidecar")).otherwise(pl.lit("init"))
-    return requests.with_columns(kind.alias("kind")).drop("sidecar")
-
-
-def _pod_present_seconds(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
-    running = _presence(frames)
-    if running is None or "present_seconds" not in running.columns:
-        return None
-    return running.group_by(PK).agg(pl.col("present_seconds").sum().alias("pod_present_seconds"))
-
-
-# The average over the seconds the pod object existed; a pod without phase series (never seen by
-# kube-state-metrics' pod collector): the hour's average.
-_SECONDS = pl.coalesce("row_seconds", "pod_present_seconds", pl.lit(3600.0))
-
-
-def _container_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
-    requests = _request_seconds(frames, accelerators)
-    if requests is None:
-        return pl.DataFrame(schema={HOUR: pl.Datetime("us", "UTC"),
-                                    **dict.fromkeys([*POD_KEY, "container", "node", "resource"], pl.String),
-                                    "init": pl.Boolean, "request": pl.Float64, "kind": pl.String})
-    present = _pod_present_seconds(frames)
-    if present is not None:
-        requests = requests.join(present, on=PK, how="left", maintain_order="left")
-    else:
-        requests = requests.with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
-    return requests.select(*PK, "container", "resource", "init", "node",
-                           (pl.col("request_seconds") / _SECONDS).alias("request"), "kind")
-
-
-def _pod_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
-    """Per pod incarnation-hour: its effective requests (:func:`pod_effective_requests`) and its node.
-
-    A pod's containers share one denominator (the pod's present seconds) unless a file carries per-row seconds
-    (podledger 0.1): then the sums and maxima are taken over the request-seconds and divided once per pod, on a
-    fifth of the rows; the result is the same rule.
-    """
-    requests = _request_seconds(frames, accelerators)
-    if requests is None or requests["row_seconds"].is_not_null().any():
-        return pod_effective_requests(_container_requests(frames, accelerators))
-    effective = pod_effective_requests(requests.rename({"request_seconds": "request"}))
-    present = _pod_present_seconds(frames)
-    if present is None:
-        present = effective.select(PK).with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
-    seconds = pl.coalesce("pod_present_seconds", pl.lit(3600.0))
-    return effective.join(present, on=PK, how="left").select(
-        *PK, "request_node", *(pl.col(c) / seconds for c in ("cpu_request_cores", "memory_request_bytes", "gpu_request")))
-
-
-def pod_effective_requests(requests: pl.DataFrame) -> pl.DataFrame:
-    """Return per pod the Kubernetes effective request: max(Σ app + Σ sidecar, max(init) + Σ sidecar).
-
-    Kubernetes adds to each regular init container only the sidecars declared before it; kube-state-metrics
-    exports no init-container order, so every sidecar is counted: the bound is exact without sidecars and
-    never below the scheduler's value with them.
-    """
-    keys = PK if HOUR in requests.columns else POD_KEY
-    request, kind, resource = pl.col("request"), pl.col("kind"), pl.col("resource")
-    # One column per (resource, kind), then plain sums and maxima per pod: vectorised, no filter inside a group.
-    parts = {f"{r}_{k}": pl.when((resource == r) & (kind == k)).then(request)
-             for r in ("cpu", "memory", "gpu") for k in ("app", "sidecar", "init")}
-    pods = requests.select(*keys, pl.when(pl.col("node") != "").then(pl.col("node")).alias("node"),
-                           *(expr.alias(name) for name, expr in parts.items())).group_by(keys).agg(
-        pl.col("node").drop_nulls().first().alias("request_node"),
-        *(pl.col(f"{r}_{k}").sum() for r in ("cpu", "memory", "gpu") for k in ("app", "sidecar")),
-        *(pl.col(f"{r}_init").max().fill_null(0.0) for r in ("cpu", "memory", "gpu")))
-
-    def effective(r: str) -> pl.Expr:
-        return pl.max_horizontal(pl.col(f"{r}_app") + pl.col(f"{r}_sidecar"), pl.col(f"{r}_init") + pl.col(f"{r}_sidecar"))
-
-    return pods.select(*keys, "request_node", effective("cpu").alias("cpu_request_cores"),
-                       effective("memory").alias("memory_request_bytes"), effective("gpu").alias("gpu_request"))
-
-
 def _owners(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
-    owner = _get(frames, "pod_owner")
+    owner = get_frame(frames, "pod_owner")
     if owner is None:
         return None
     owner = owner.select(*PK, "owner_kind", "owner_name").unique(subset=PK, keep="first")
-    rs = _get(frames, "replicaset_owner")
-    job = _get(frames, "job_owner")
+    rs = get_frame(frames, "replicaset_owner")
+    job = get_frame(frames, "job_owner")
     kind, name = pl.col("owner_kind"), pl.col("owner_name")
     if rs is not None:
         owner = owner.join(rs.select(HOUR, "namespace", pl.col("replicaset").alias("owner_name"),
@@ -264,7 +128,7 @@ def _join_usage(rows: pl.DataFrame, frames: dict[str, pl.DataFrame], specs: tupl
     by = [k for k in keys if k != "uid"]
     parts, scales = [], {}
     for name, column, out, scale in specs:
-        frame = _get(frames, name)
+        frame = get_frame(frames, name)
         if frame is None:
             rows = rows.with_columns(pl.lit(None, pl.Float64).alias(out))
             continue
@@ -278,39 +142,13 @@ def _join_usage(rows: pl.DataFrame, frames: dict[str, pl.DataFrame], specs: tupl
     return rows.join(usage.select(*keys, *(pl.col(c) / s for c, s in scales.items())), on=keys, how="left")
 
 
-def pod_presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
-    """Seconds each pod incarnation ran (``running_seconds``) and existed (``present_seconds``) in the hour.
-
-    From ``kube_pod_status_phase`` (Running) when exported; without it (it is not among the seed's 16 metrics)
-    from ``kube_pod_info``, whose series exist while the pod object does: a pod that Completed but lingers then
-    counts as running until deleted (validation says so). For stacked hours, hour by hour.
-    """
-    frames, added = with_hour(frames)
-    presence = _presence(frames)
-    return returned(presence, added) if presence is not None else None
-
-
-def _presence(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
-    running = _get(frames, "pod_running")
-    info = _get(frames, "pod_info")
-    if info is None or "present_seconds" not in info.columns:
-        return running
-    if running is not None:  # hours with phase series use them; only the others fall back to kube_pod_info
-        info = info.join(running.select(HOUR).unique(), on=HOUR, how="anti")
-        if not info.height:
-            return running
-    derived = (info.group_by(PK).agg(pl.col("present_seconds").sum())
-               .with_columns(pl.col("present_seconds").alias("running_seconds")))
-    return derived if running is None else pl.concat([running, derived], how="diagonal_relaxed")
-
-
 def split_by_node(pods: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """Split the hour of a pod incarnation seen on several nodes (rescheduled, same uid) by its time on each.
 
     Every hour quantity of the pod (running time, requests, usage, bytes) is multiplied by the node's share of
     the pod's seconds in ``kube_pod_info``; the shares add up to 1, so nothing is lost or counted twice.
     """
-    info = _get(frames, "pod_info")
+    info = get_frame(frames, "pod_info")
     if info is None or "present_seconds" not in info.columns:
         return pods
     per_node = (info.filter(pl.col("node") != "").group_by(*PK, "node").agg(pl.col("present_seconds").sum())
@@ -342,13 +180,13 @@ def pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...] = D
 
 
 def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame:
-    running = _presence(frames)
+    running = presence(frames)
     if running is None:
         return pl.DataFrame()
     pods = running.filter(pl.col("running_seconds") > 0).select(*PK, "running_seconds")
-    requests = _pod_requests(frames, accelerators)
+    requests = pod_requests(frames, accelerators)
     pods = pods.join(requests, on=PK, how="left")
-    info = _get(frames, "pod_info")
+    info = get_frame(frames, "pod_info")
     if info is not None:
         ordered = info.sort("present_seconds", descending=True) if "present_seconds" in info.columns else info
         pods = pods.join(ordered.filter(pl.col("node") != "")
@@ -365,7 +203,7 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
         (pl.col("gpu_request").fill_null(0.0) * hours).alias("gpu_request_hours"),
     )
     pods = _join_usage(pods, frames, POD_USAGE, PK)
-    gpu_usage = _get(frames, "gpu_usage")
+    gpu_usage = get_frame(frames, "gpu_usage")
     if gpu_usage is not None:  # DCGM has no uid: shared by the pod's incarnations by running time
         used = usage_by_incarnation(gpu_usage.with_columns(pl.col("usage_gpu_seconds").cast(pl.Float64).fill_null(0.0)),
                                     "usage_gpu_seconds", PK, pods)
@@ -375,7 +213,7 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
         pods = pods.with_columns(pl.lit(None, pl.Float64).alias("gpu_usage_hours"))
     pods = split_by_node(_with_owners(pods, frames), frames)
     for name, keys in (("pod_labels", PK), ("namespace_labels", [HOUR, "namespace"]), ("node_labels", [HOUR, "node"])):
-        labels = labels_json(_get(frames, name), keys, name)
+        labels = labels_json(get_frame(frames, name), keys, name)
         pods = pods.join(labels, on=keys, how="left") if labels is not None else pods.with_columns(
             pl.lit(None, pl.String).alias(name))
     return pods.with_columns(
@@ -394,8 +232,8 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
 def container_hours(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """Return one row per running app/sidecar container: owner, average request and usage (cores, GiB)."""
     frames, added = with_hour(frames)
-    running = _presence(frames)
-    requests = _container_requests(frames, DEFAULT_ACCELERATORS)
+    running = presence(frames)
+    requests = container_requests(frames)
     if running is None or not requests.height:
         return pl.DataFrame()
     wide = (requests.filter(pl.col("kind") != "init")
@@ -422,14 +260,14 @@ def node_hours(frames: dict[str, pl.DataFrame], capacity: str = "instance",
     configured accelerator resource (NVIDIA, AMD, Neuron, Gaudi…) counts as the node's GPU capacity.
     """
     frames, added = with_hour(frames)
-    info = _get(frames, "node_info")
+    info = get_frame(frames, "node_info")
     if info is None:
         return returned(pl.DataFrame(schema={HOUR: pl.Datetime("us", "UTC"), "node": pl.String,
                                               "instance_id": pl.String, "cpu_capacity": pl.Float64,
                                               "memory_capacity": pl.Float64, "gpu_capacity": pl.Float64}), added)
     nodes = (info.group_by(HOUR, "node", maintain_order=True).agg(pl.col("provider_id").first())
              .with_columns(node_key_expr("provider_id").alias("instance_id")))
-    cap = _get(frames, "node_allocatable" if capacity == "allocatable" else "node_capacity")
+    cap = get_frame(frames, "node_allocatable" if capacity == "allocatable" else "node_capacity")
     accelerator_names = [ksm_resource(a) for a in accelerators]
     groups = (("cpu", ["cpu"], 3600.0), ("memory", ["memory"], 3600.0 * GIB), ("gpu", accelerator_names, 3600.0))
     for out, resources, scale in groups:

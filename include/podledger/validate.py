@@ -181,7 +181,7 @@ def check_window_data(manifest: Manifest, frames: dict[str, pl.DataFrame]) -> li
                 "check Prometheus and kube-state-metrics uptime for the window (usage in the gap is not counted); if "
                 "every window shows the same share, the configured scrape_interval_seconds is smaller than the real one")
 
-    from podledger.usage import pod_presence
+    from podledger.pod_frames import pod_presence
 
     running = pod_presence(frames)
     if running is not None and running.height:

@@ -10,7 +10,8 @@ import pytest
 
 from podledger.allocation import allocate_hour, billed_cost, reconcile
 from podledger.config import AllocationConfig
-from podledger.usage import GIB, node_hours
+from podledger.pod_frames import GIB
+from podledger.usage import node_hours
 
 HOUR = dt.datetime(2026, 11, 2, 3, tzinfo=dt.UTC)
 NODE, INSTANCE = "ip-10-0-0-4.ec2.internal", "i-0123456789abcdef0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from podledger.usage import container_requests, pod_effective_requests
+from podledger.pod_requests import container_requests, pod_effective_requests
 
 KEY = {"namespace": "shop", "pod": "web-0", "uid": "u1"}
 
