@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, cast
 from urllib.parse import urlsplit
@@ -12,6 +13,10 @@ from podledger.exceptions import PodledgerError
 
 if TYPE_CHECKING:
     import polars as pl
+
+log = logging.getLogger(__name__)
+# Buckets already warned about being read whole (once per process, not once per file).
+_WHOLE_OBJECT_WARNED: set[str] = set()
 
 
 class ObjectStore(Protocol):
@@ -76,7 +81,13 @@ def scan_s3_parquet(store: ObjectStore, key: str, options: Mapping[str, Any]) ->
 
     polars_options = polars_s3_options(options)
     if polars_options is None:
-        return pl.scan_parquet(io.BytesIO(store.get(key)))
+        data = store.get(key)
+        if store.bucket not in _WHOLE_OBJECT_WARNED:
+            _WHOLE_OBJECT_WARNED.add(store.bucket)
+            log.warning("s3://%s/%s read whole (%.1f MiB) instead of only the hours' row groups: the connection names "
+                        "no region, and polars' ranged reads need one; set region_name in the AWS connection's extra "
+                        "(said once per bucket)", store.bucket, key, len(data) / 2**20)
+        return pl.scan_parquet(io.BytesIO(data))
     return pl.scan_parquet(f"s3://{store.bucket}/{key}", storage_options=polars_options)
 
 

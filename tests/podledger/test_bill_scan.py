@@ -56,6 +56,24 @@ def test_polars_options_carry_the_store_credentials_and_need_a_region():
     assert polars_s3_options({"key": "AKIA", "secret": "s3cr3t"}) is None
 
 
+def test_a_bill_read_whole_for_want_of_a_region_says_so_once(moto, caplog):
+    from podledger_lab.demo import ensure_bucket
+
+    ensure_bucket(moto, "bill-no-region")
+    options = s3_options(moto.url)
+    options["client_kwargs"] = {"endpoint_url": moto.url}  # no region_name
+    store = FsspecStore("s3", "bill-no-region", options)
+    store.put(KEY, _bill(1.25))
+    between = ("line_item_usage_start_date", DAY, DAY + dt.timedelta(days=1))
+    with caplog.at_level("WARNING", logger="podledger.storage"):
+        for _ in range(2):
+            frame = read_bill_file(store, KEY, between=between)
+            assert frame["line_item_unblended_cost"].sum() == pytest.approx(24 * 1.25, abs=0)
+    said = [r.getMessage() for r in caplog.records if "read whole" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"s3://bill-no-region/{KEY}" in said[0] and "region_name" in said[0]
+
+
 def test_a_missing_bill_file_is_named_on_every_path(moto, tmp_path):
     from podledger.exceptions import BillingDataError
     from podledger_lab.demo import ensure_bucket
