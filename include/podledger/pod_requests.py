@@ -3,6 +3,8 @@ request of each pod incarnation-hour (app, init and sidecar containers)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import polars as pl
 
 from podledger.hours import HOUR, returned, with_hour
@@ -21,21 +23,38 @@ def container_requests(frames: dict[str, pl.DataFrame],
     return returned(_container_requests(frames, accelerators), added)
 
 
-def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame | None:
-    """Every container's request-seconds in the hour (``request_seconds``), its kind (app, init or sidecar) and its
-    own seconds when the file carries them (``row_seconds``: podledger 0.1 files; null otherwise)."""
-    parts = []
-    for name, resource, init in (("cpu_requests", "cpu", False), ("memory_requests", "memory", False),
-                                 ("gpu_requests", "gpu", False), ("init_cpu_requests", "cpu", True),
-                                 ("init_memory_requests", "memory", True)):
+# exported request metric -> (resource, init container?)
+REQUEST_METRICS = (("cpu_requests", "cpu", False), ("memory_requests", "memory", False), ("gpu_requests", "gpu", False),
+                   ("init_cpu_requests", "cpu", True), ("init_memory_requests", "memory", True))
+
+
+def _request_frames(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...],
+                    init: bool | None = None) -> Iterator[tuple[pl.DataFrame, str, bool, str]]:
+    """Each exported request frame (``init``: only init or only app containers) with its resource, whether it is
+    an init container's and its value column; of the extended resources only the accelerators."""
+    for name, resource, is_init in REQUEST_METRICS:
         frame = get_frame(frames, name)
-        if frame is None:
+        if frame is None or (init is not None and is_init != init):
             continue
         if resource == "gpu" and "resource" in frame.columns:  # every extended resource: keep the accelerators
             frame = frame.filter(pl.col("resource").is_in([ksm_resource(a) for a in accelerators]))
             if not frame.height:
                 continue
-        value = next(c for c in frame.columns if c.startswith("request_"))
+        yield frame, resource, is_init, next(c for c in frame.columns if c.startswith("request_"))
+
+
+def _carries_row_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> bool:
+    """Whether a request file carries its own present_seconds per row (podledger 0.1)."""
+    return any("present_seconds" in frame.columns and frame["present_seconds"].is_not_null().any()
+               for frame, _, _, _ in _request_frames(frames, accelerators))
+
+
+def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...],
+                     init: bool | None = None) -> pl.DataFrame | None:
+    """Every container's request-seconds in the hour (``request_seconds``), its kind (app, init or sidecar) and its
+    own seconds when the file carries them (``row_seconds``: podledger 0.1 files; null otherwise)."""
+    parts = []
+    for frame, resource, is_init, value in _request_frames(frames, accelerators, init):
         # podledger 0.1 rows carry their own present_seconds (null in the hours of newer files)
         row_seconds = (pl.when(pl.col("present_seconds").is_not_null().any()).then(pl.col("present_seconds").sum())
                        if "present_seconds" in frame.columns else pl.lit(None, pl.Float64))
@@ -51,7 +70,7 @@ def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, .
             pl.col("node").sort_by(pl.col("node") == "").first(), pl.col(value).sum().alias("request_seconds"),
             row_seconds.cast(pl.Float64).alias("row_seconds"))
         parts.append(pl.concat([single, grouped.select(single.columns)], how="vertical_relaxed").with_columns(
-            pl.lit(resource).alias("resource"), pl.lit(init).alias("init")))
+            pl.lit(resource).alias("resource"), pl.lit(is_init).alias("init")))
     if not parts:
         return None
     requests = pl.concat(parts, how="vertical_relaxed")
@@ -98,13 +117,21 @@ def pod_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...])
     """Per pod incarnation-hour: its effective requests (:func:`pod_effective_requests`) and its node.
 
     A pod's containers share one denominator (the pod's present seconds) unless a file carries per-row seconds
-    (podledger 0.1): then the sums and maxima are taken over the request-seconds and divided once per pod, on a
-    fifth of the rows; the result is the same rule.
+    (podledger 0.1): then the sums and maxima are taken over the request-seconds and divided once per pod. An app
+    container's request-seconds only ever add up to its pod's, so its rows (several when its node label changed)
+    go straight into the pod's sums; only init containers, whose maximum is taken, are summed per container first
+    (a fifth of the rows). The result is the same rule.
     """
-    requests = _request_seconds(frames, accelerators)
-    if requests is None or requests["row_seconds"].is_not_null().any():
+    if _carries_row_seconds(frames, accelerators):
         return pod_effective_requests(_container_requests(frames, accelerators))
-    effective = pod_effective_requests(requests.rename({"request_seconds": "request"}))
+    parts = [frame.select(*PK, "node", pl.col(value).cast(pl.Float64).alias(f"{resource}_app"))
+             for frame, resource, _, value in _request_frames(frames, accelerators, init=False)]
+    init = _request_seconds(frames, accelerators, init=True)
+    if init is not None:
+        parts.append(_by_resource_and_kind(init.rename({"request_seconds": "request"}), PK, kinds=("sidecar", "init")))
+    if not parts:
+        return pod_effective_requests(_container_requests(frames, accelerators))  # the empty frame, typed
+    effective = _effective(pl.concat(parts, how="diagonal_relaxed"), PK)
     present = _pod_present_seconds(frames)
     if present is None:
         present = effective.select(PK).with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
@@ -121,15 +148,29 @@ def pod_effective_requests(requests: pl.DataFrame) -> pl.DataFrame:
     never below the scheduler's value with them.
     """
     keys = PK if HOUR in requests.columns else POD_KEY
+    return _effective(_by_resource_and_kind(requests, keys), keys)
+
+
+RESOURCE_NAMES = ("cpu", "memory", "gpu")
+KINDS = ("app", "sidecar", "init")
+
+
+def _by_resource_and_kind(requests: pl.DataFrame, keys: list[str],
+                          kinds: tuple[str, ...] = KINDS) -> pl.DataFrame:
+    """Long requests (resource, kind, request) as one column per (resource, kind): ``cpu_app``, ``memory_init``…"""
     request, kind, resource = pl.col("request"), pl.col("kind"), pl.col("resource")
-    # One column per (resource, kind), then plain sums and maxima per pod: vectorised, no filter inside a group.
-    parts = {f"{r}_{k}": pl.when((resource == r) & (kind == k)).then(request)
-             for r in ("cpu", "memory", "gpu") for k in ("app", "sidecar", "init")}
-    pods = requests.select(*keys, pl.when(pl.col("node") != "").then(pl.col("node")).alias("node"),
-                           *(expr.alias(name) for name, expr in parts.items())).group_by(keys).agg(
-        pl.col("node").drop_nulls().first().alias("request_node"),
-        *(pl.col(f"{r}_{k}").sum() for r in ("cpu", "memory", "gpu") for k in ("app", "sidecar")),
-        *(pl.col(f"{r}_init").max().fill_null(0.0) for r in ("cpu", "memory", "gpu")))
+    return requests.select(*keys, "node", *(pl.when((resource == r) & (kind == k)).then(request).alias(f"{r}_{k}")
+                                            for r in RESOURCE_NAMES for k in kinds))
+
+
+def _effective(wide: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Per pod, from (resource, kind) columns: plain sums and maxima (vectorised, no filter inside a group)."""
+    wide = wide.with_columns(pl.lit(None, pl.Float64).alias(f"{r}_{k}") for r in RESOURCE_NAMES for k in KINDS
+                             if f"{r}_{k}" not in wide.columns)
+    pods = wide.group_by(keys).agg(
+        pl.col("node").filter(pl.col("node") != "").first().alias("request_node"),
+        *(pl.col(f"{r}_{k}").sum() for r in RESOURCE_NAMES for k in ("app", "sidecar")),
+        *(pl.col(f"{r}_init").max().fill_null(0.0) for r in RESOURCE_NAMES))
 
     def effective(r: str) -> pl.Expr:
         return pl.max_horizontal(pl.col(f"{r}_app") + pl.col(f"{r}_sidecar"), pl.col(f"{r}_init") + pl.col(f"{r}_sidecar"))
