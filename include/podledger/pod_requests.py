@@ -119,8 +119,8 @@ def pod_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...])
     A pod's containers share one denominator (the pod's present seconds) unless a file carries per-row seconds
     (podledger 0.1): then the sums and maxima are taken over the request-seconds and divided once per pod. An app
     container's request-seconds only ever add up to its pod's, so its rows (several when its node label changed)
-    go straight into the pod's sums; only init containers, whose maximum is taken, are summed per container first
-    (a fifth of the rows). The result is the same rule.
+    go straight into the pod's sums; only init containers, whose maximum is taken, are summed per container first.
+    The result is the same rule.
     """
     if _carries_row_seconds(frames, accelerators):
         return pod_effective_requests(_container_requests(frames, accelerators))

@@ -172,3 +172,44 @@ def test_stacked_usage_keeps_no_sample_apart_from_zero():
     # no uid: shared by running time (1200 s and 2400 s)
     assert pods["network_transmit_bytes"].to_list() == pytest.approx([100.0, 200.0])
     assert pods["network_receive_bytes"].to_list() == [None, None]  # not exported at all
+
+
+def _init_and_sidecar_frames(init_cores: float) -> dict[str, pl.DataFrame]:
+    """web-0, present the whole hour on n1: app containers a (0.5 cores, 1 GiB; pending 2 minutes first, so two
+    rows) and b (0.25 cores, 0.5 GiB), a regular init container (``init_cores``, 0.5 GiB) and a sidecar (an init
+    container with restartPolicy Always: 0.25 cores, 0.25 GiB)."""
+    gib = 2.0**30
+
+    def rows(metric: str, items: list[tuple[str, str, float, float]]) -> pl.DataFrame:
+        return pl.DataFrame([{**KEY, "container": c, "node": n, metric: value * seconds} for c, n, value, seconds in items])
+
+    return {
+        "pod_running": pl.DataFrame([{**KEY, "running_seconds": 3600.0, "present_seconds": 3600.0}]),
+        "cpu_requests": rows("request_core_seconds", [("a", "", 0.5, 120), ("a", "n1", 0.5, 3480), ("b", "n1", 0.25, 3600)]),
+        "memory_requests": rows("request_byte_seconds", [("a", "", gib, 120), ("a", "n1", gib, 3480),
+                                                         ("b", "n1", gib / 2, 3600)]),
+        "init_cpu_requests": rows("request_core_seconds", [("setup", "n1", init_cores, 3600), ("proxy", "n1", 0.25, 3600)]),
+        "init_memory_requests": rows("request_byte_seconds", [("setup", "n1", gib / 2, 3600), ("proxy", "n1", gib / 4, 3600)]),
+        "init_container_info": pl.DataFrame([{**KEY, "container": "setup", "restart_policy": "Never"},
+                                             {**KEY, "container": "proxy", "restart_policy": "Always"}]),
+    }
+
+
+@pytest.mark.parametrize(("init_cores", "expected_cores"), [
+    (2.0, 2.25),   # the init container dominates: max(init) + Σ sidecar = 2.0 + 0.25
+    (0.1, 1.0),    # the apps dominate: Σ app + Σ sidecar = 0.5 + 0.25 + 0.25
+])
+def test_pod_hours_requests_are_kubernetes_effective_requests(init_cores, expected_cores):
+    """pod_hours' per-pod path (app rows summed straight into the pod, init containers grouped per container) gives
+    Kubernetes' effective request, the same as the per-container rule."""
+    from podledger.usage import pod_hours
+
+    frames = _init_and_sidecar_frames(init_cores)
+    pods = pod_hours(frames)
+    assert pods.height == 1
+    assert pods["node"][0] == "n1"
+    assert pods["cpu_request_core_hours"][0] == pytest.approx(expected_cores, rel=1e-12)
+    # memory: max(1 + 0.5 + 0.25, 0.5 + 0.25) GiB, the apps and the sidecar
+    assert pods["memory_request_gib_hours"][0] == pytest.approx(1.75, rel=1e-12)
+    reference = pod_effective_requests(container_requests(frames))
+    assert reference["cpu_request_cores"][0] == pytest.approx(expected_cores, rel=1e-12)
