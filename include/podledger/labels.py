@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from podledger.hours import HOUR
+from podledger.pod_frames import first_per_key
 
 
 def _json_string(column: str) -> pl.Expr:
@@ -21,7 +22,7 @@ def labels_json(frame: pl.DataFrame | None, keys: list[str], alias: str) -> pl.D
     if frame is None or "labels" not in frame.columns:
         return None
     base = [k for k in keys if k != HOUR]
-    frame = (frame.unique(subset=keys, keep="first", maintain_order=True)
+    frame = (first_per_key(frame, keys)
              .select(*keys, "labels", pl.col("labels").hash().alias("_set")))
     distinct = frame.unique(subset=[*base, "_set"], keep="first").with_row_index("_row")
     pairs = (distinct.select("_row", "labels").explode("labels").filter(pl.col("labels").is_not_null())

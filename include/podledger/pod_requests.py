@@ -8,7 +8,15 @@ from collections.abc import Iterator
 import polars as pl
 
 from podledger.hours import HOUR, returned, with_hour
-from podledger.pod_frames import DEFAULT_ACCELERATORS, PK, POD_KEY, get_frame, ksm_resource, presence
+from podledger.pod_frames import (
+    DEFAULT_ACCELERATORS,
+    PK,
+    POD_KEY,
+    get_frame,
+    ksm_resource,
+    presence,
+    stack_for_grouping,
+)
 
 
 def container_requests(frames: dict[str, pl.DataFrame],
@@ -131,7 +139,7 @@ def pod_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...])
         parts.append(_by_resource_and_kind(init.rename({"request_seconds": "request"}), PK, kinds=("sidecar", "init")))
     if not parts:
         return pod_effective_requests(_container_requests(frames, accelerators))  # the empty frame, typed
-    effective = _effective(pl.concat(parts, how="diagonal_relaxed"), PK)
+    effective = _effective(stack_for_grouping(parts, [*PK, "node"], how="diagonal_relaxed"), PK)
     present = _pod_present_seconds(frames)
     if present is None:
         present = effective.select(PK).with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))

@@ -20,9 +20,11 @@ from podledger.pod_frames import (
     DEFAULT_ACCELERATORS,
     GIB,
     PK,
+    first_per_key,
     get_frame,
     ksm_resource,
     presence,
+    stack_for_grouping,
 )
 from podledger.pod_requests import container_requests, pod_requests
 
@@ -51,7 +53,7 @@ def _owners(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     owner = get_frame(frames, "pod_owner")
     if owner is None:
         return None
-    owner = owner.select(*PK, "owner_kind", "owner_name").unique(subset=PK, keep="first")
+    owner = first_per_key(owner.select(*PK, "owner_kind", "owner_name"), PK)
     rs = get_frame(frames, "replicaset_owner")
     job = get_frame(frames, "job_owner")
     kind, name = pl.col("owner_kind"), pl.col("owner_name")
@@ -138,7 +140,7 @@ def _join_usage(rows: pl.DataFrame, frames: dict[str, pl.DataFrame], specs: tupl
         scales[out] = scale
     if not parts:
         return rows
-    usage = usage_by_incarnation(pl.concat(parts, how="diagonal"), list(scales), keys, rows)
+    usage = usage_by_incarnation(stack_for_grouping(parts, [*by, "uid"]), list(scales), keys, rows)
     return rows.join(usage.select(*keys, *(pl.col(c) / s for c, s in scales.items())), on=keys, how="left")
 
 
@@ -148,13 +150,32 @@ def split_by_node(pods: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.Dat
     Every hour quantity of the pod (running time, requests, usage, bytes) is multiplied by the node's share of
     the pod's seconds in ``kube_pod_info``; the shares add up to 1, so nothing is lost or counted twice.
     """
-    info = get_frame(frames, "pod_info")
-    if info is None or "present_seconds" not in info.columns:
-        return pods
-    per_node = (info.filter(pl.col("node") != "").group_by(*PK, "node").agg(pl.col("present_seconds").sum())
+    return _split(pods, _pod_nodes(get_frame(frames, "pod_info"))[1])
+
+
+def _pod_nodes(info: pl.DataFrame | None) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """From ``kube_pod_info``: each pod incarnation-hour's node (``info_node``: where its longest-present series
+    ran) and, for the pods seen on several nodes in the hour, each node's share of their seconds (None if none).
+
+    Most hours have one series per pod: that is checked once and both answers are read off it, without sorting
+    or grouping the day's rows."""
+    if info is None:
+        return None, None
+    placed = info.filter(pl.col("node") != "")
+    if "present_seconds" not in info.columns:
+        return first_per_key(placed.select(*PK, pl.col("node").alias("info_node")), PK), None
+    if not placed.select(pl.struct(*PK).is_duplicated().any()).item():  # one series per pod incarnation-hour
+        return placed.select(*PK, pl.col("node").alias("info_node")), None
+    first = (placed.sort("present_seconds", descending=True, maintain_order=True)
+             .select(*PK, pl.col("node").alias("info_node")).unique(subset=PK, keep="first"))
+    per_node = (placed.group_by(*PK, "node").agg(pl.col("present_seconds").sum())
                 .with_columns((pl.col("present_seconds") / pl.col("present_seconds").sum().over(PK)).alias("share")))
     moved = per_node.filter(pl.len().over(PK) > 1)
-    if not moved.height:
+    return first, moved if moved.height else None
+
+
+def _split(pods: pl.DataFrame, moved: pl.DataFrame | None) -> pl.DataFrame:
+    if moved is None:
         return pods
     scaled = [c for c in ("running_seconds", "running_hours", "cpu_request_core_hours", "memory_request_gib_hours",
                           "gpu_request_hours", "gpu_usage_hours", "cpu_usage_core_hours", "memory_usage_gib_hours",
@@ -186,12 +207,9 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
     pods = running.filter(pl.col("running_seconds") > 0).select(*PK, "running_seconds")
     requests = pod_requests(frames, accelerators)
     pods = pods.join(requests, on=PK, how="left")
-    info = get_frame(frames, "pod_info")
-    if info is not None:
-        ordered = info.sort("present_seconds", descending=True) if "present_seconds" in info.columns else info
-        pods = pods.join(ordered.filter(pl.col("node") != "")
-                         .select(*PK, pl.col("node").alias("info_node"))
-                         .unique(subset=PK, keep="first"), on=PK, how="left")
+    info_nodes, moved = _pod_nodes(get_frame(frames, "pod_info"))
+    if info_nodes is not None:
+        pods = pods.join(info_nodes, on=PK, how="left")
     else:
         pods = pods.with_columns(pl.lit(None, pl.String).alias("info_node"))
     hours = pl.col("running_seconds") / 3600.0
@@ -211,7 +229,7 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
                          on=PK, how="left")
     else:
         pods = pods.with_columns(pl.lit(None, pl.Float64).alias("gpu_usage_hours"))
-    pods = split_by_node(_with_owners(pods, frames), frames)
+    pods = _split(_with_owners(pods, frames), moved)
     for name, keys in (("pod_labels", PK), ("namespace_labels", [HOUR, "namespace"]), ("node_labels", [HOUR, "node"])):
         labels = labels_json(get_frame(frames, name), keys, name)
         pods = pods.join(labels, on=keys, how="left") if labels is not None else pods.with_columns(

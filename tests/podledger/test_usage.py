@@ -213,3 +213,81 @@ def test_pod_hours_requests_are_kubernetes_effective_requests(init_cores, expect
     assert pods["memory_request_gib_hours"][0] == pytest.approx(1.75, rel=1e-12)
     reference = pod_effective_requests(container_requests(frames))
     assert reference["cpu_request_cores"][0] == pytest.approx(expected_cores, rel=1e-12)
+
+
+def _cluster_frames(pods: int = 24) -> dict[str, pl.DataFrame]:
+    """A small cluster's hour with what real exports hold: two containers a pod (CPU and memory rows of the same
+    series, in the same order, as the exporter writes them), a pending row without a node, pods recreated under the
+    same name (two uids), a pod seen on two nodes, a repeated label series, owners through ReplicaSets, usage
+    without a uid for one pod."""
+    import random
+
+    rng = random.Random(7)
+    pod_rows, info, owner, labels, requests, usage, net = [], [], [], [], [], [], []
+    for p in range(pods):
+        uids = [f"u{p}a", f"u{p}b"] if p % 7 == 0 else [f"u{p}"]
+        for uid in uids:
+            key = {"namespace": f"ns{p % 3}", "pod": f"web-{p}", "uid": uid}
+            seconds = 3600.0 / len(uids)
+            node = f"n{p % 4}"
+            pod_rows.append({**key, "running_seconds": seconds, "present_seconds": seconds})
+            if p == 5:  # rescheduled: a quarter of the hour on another node
+                info += [{**key, "node": node, "present_seconds": seconds / 4},
+                         {**key, "node": "n9", "present_seconds": seconds * 3 / 4}]
+            else:
+                info.append({**key, "node": node, "present_seconds": seconds})
+            owner.append({**key, "owner_kind": "ReplicaSet", "owner_name": f"web-{p % 5}-abc"})
+            labels += [{**key, "labels": [{"key": "label_app", "value": f"web-{p % 5}"}]}] * (2 if p == 3 else 1)
+            for container in ("app", "proxy"):
+                cores, mib = rng.choice([0.1, 0.25, 0.5]), rng.choice([128, 256, 512])
+                if p == 2:  # pending two minutes first: the same container twice
+                    requests.append(({**key, "container": container, "node": ""}, cores * 120, mib * 2**20 * 120))
+                requests.append(({**key, "container": container, "node": node}, cores * (seconds - 120 * (p == 2)),
+                                 mib * 2**20 * (seconds - 120 * (p == 2))))
+                usage.append(({**key, "uid": "" if p == 11 else uid, "container": container},
+                              rng.uniform(0, 1) * seconds, rng.uniform(0, 2**30) * seconds))
+            net.append((key, rng.uniform(0, 1e9), rng.uniform(0, 1e9)))
+    return {
+        "pod_running": pl.DataFrame(pod_rows), "pod_info": pl.DataFrame(info), "pod_owner": pl.DataFrame(owner),
+        "pod_labels": pl.DataFrame(labels),
+        "replicaset_owner": pl.DataFrame([{"namespace": f"ns{n}", "replicaset": f"web-{w}-abc", "owner_kind": "Deployment",
+                                           "owner_name": f"web-{w}"} for n in range(3) for w in range(5)]),
+        "cpu_requests": pl.DataFrame([{**k, "request_core_seconds": c} for k, c, _ in requests]),
+        "memory_requests": pl.DataFrame([{**k, "request_byte_seconds": m} for k, _, m in requests]),
+        "cpu_usage": pl.DataFrame([{**k, "usage_core_seconds": c} for k, c, _ in usage]),
+        "memory_usage": pl.DataFrame([{**k, "usage_byte_seconds": m} for k, _, m in usage]),
+        "network_transmit": pl.DataFrame([{**k, "bytes": t} for k, t, _ in net]),
+        "network_receive": pl.DataFrame([{**k, "bytes": r} for k, _, r in net]),
+    }
+
+
+def test_pod_hours_do_not_depend_on_how_the_files_rows_line_up():
+    """Metrics of the same series (CPU and memory requests, CPU and memory usage, sent and received bytes) are
+    grouped side by side when their rows line up, as the exporter writes them; shuffled, each file on its own,
+    they are grouped one below the other. Both give the same pod-hours (nothing merged across pods, nothing lost)."""
+    from podledger.pod_frames import stack_for_grouping
+    from podledger.usage import pod_hours
+
+    frames = _cluster_frames()
+    keys = ["namespace", "pod", "uid", "container", "node"]
+    lined_up = [frames["cpu_requests"], frames["memory_requests"]]
+    assert stack_for_grouping(lined_up, keys).height == frames["cpu_requests"].height  # side by side
+    shuffled = {name: frame.sample(fraction=1.0, shuffle=True, seed=i) for i, (name, frame) in enumerate(frames.items())}
+    assert stack_for_grouping([shuffled["cpu_requests"], shuffled["memory_requests"]], keys).height == \
+        2 * frames["cpu_requests"].height  # one below the other
+    order = ["namespace", "pod", "uid", "node"]
+    ours, theirs = pod_hours(frames).sort(order), pod_hours(shuffled).sort(order)
+    assert ours.height == theirs.height == 28 + 1  # 24 pods, 4 of them twice; one on two nodes
+    assert ours.select(order).equals(theirs.select(order))
+    for column in ("running_hours", "cpu_request_core_hours", "memory_request_gib_hours", "cpu_usage_core_hours",
+                   "memory_usage_gib_hours", "network_transmit_bytes", "network_receive_bytes"):
+        assert ours[column].to_list() == pytest.approx(theirs[column].to_list(), rel=1e-12), column
+    for column in ("controller_name", "pod_labels"):
+        assert ours[column].to_list() == theirs[column].to_list(), column
+    # and by hand: web-2's CPU request (two rows of "app" while pending, then scheduled) is the containers' sum
+    web2 = ours.filter(pl.col("pod") == "web-2")
+    expected = frames["cpu_requests"].filter(pl.col("pod") == "web-2")["request_core_seconds"].sum() / 3600
+    assert web2["cpu_request_core_hours"][0] == pytest.approx(expected, rel=1e-12)
+    assert web2["node"][0] == "n2"
+    assert ours.filter(pl.col("pod") == "web-5")["running_hours"].to_list() == pytest.approx([0.25, 0.75])
+    assert ours.filter(pl.col("pod") == "web-3")["pod_labels"].to_list() == ['{"app": "web-3"}']
