@@ -4,6 +4,7 @@ which pods ran (and how long) in each hour."""
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import polars as pl
 
@@ -27,7 +28,8 @@ def first_per_key(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return frame
 
 
-def stack_for_grouping(parts: list[pl.DataFrame], keys: list[str], how: str = "diagonal") -> pl.DataFrame:
+def stack_for_grouping(parts: list[pl.DataFrame], keys: list[str],
+                       how: Literal["diagonal", "diagonal_relaxed"] = "diagonal") -> pl.DataFrame:
     """Stack metric parts (``keys`` + their own value columns) for a group-by on ``keys``: parts whose key columns
     are equal row by row go side by side (one row carries both metrics), the others below each other (a metric
     a row does not carry is null there).
