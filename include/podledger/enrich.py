@@ -33,12 +33,12 @@ from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
 from podledger.focus import focus_instance_costs
 from podledger.hours import stack_hours
-from podledger.layout import plan_windows, to_utc
+from podledger.layout import Window, plan_windows, to_utc
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore
 from podledger.usage import hours_without_pods, node_hours
 from podledger.validate import Finding, check_billing
-from podledger.windows import read_window_frames
+from podledger.windows import decode_stacked, fetch_window, read_window_frames
 
 log = logging.getLogger(__name__)
 READ_THREADS = 4
@@ -104,6 +104,24 @@ def day_ranges(start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, 
     return ranges
 
 
+def _read_day(store: ObjectStore, prefix: str, cluster: str, day: list[dt.datetime],
+              time_frame_seconds: int) -> dict[str, pl.DataFrame]:
+    """The exported frames of a day's hours, stacked (an ``hour_start`` column on every frame), without the file's
+    mark (cluster, window: the same on every row, never read by allocation; a third of a day's frame memory)."""
+    plans = [plan_windows(hour, hour + dt.timedelta(hours=1), time_frame_seconds) for hour in day]
+    # Fetching is object-store latency: a few windows at a time.
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        if all(len(windows) == 1 for windows in plans):  # hourly windows: each metric's files decoded in one scan
+            fetched = list(pool.map(lambda windows: fetch_window(store, prefix, cluster, windows[0]), plans))
+            return decode_stacked(list(zip(day, fetched, strict=True)), drop=WINDOW_MARK)
+
+        def read_hour(hour: dt.datetime, windows: list[Window]) -> tuple[dt.datetime, dict[str, pl.DataFrame]]:
+            frames = combine_windows([read_window_frames(store, prefix, cluster, w) for w in windows])
+            return hour, {name: frame.drop(*WINDOW_MARK, strict=False) for name, frame in frames.items()}
+
+        return stack_hours(list(pool.map(read_hour, day, plans)))
+
+
 def enrich_days(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
                 metrics_store: ObjectStore, billing_store: ObjectStore, check: bool = True) -> Iterator[EnrichResult]:
     """Enrich [start, end) one UTC day at a time: each day's metrics and bill rows are read, allocated, reconciled
@@ -157,20 +175,7 @@ def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: 
     for first in range(0, len(hours), 24):
         day = hours[first:first + 24]
 
-        def read_hour(hour: dt.datetime) -> tuple[dt.datetime, dict[str, pl.DataFrame]]:
-            windows = plan_windows(hour, hour + dt.timedelta(hours=1), cost_center.time_frame_seconds)
-            frames = combine_windows([read_window_frames(metrics_store, metrics_prefix, cluster.name, w)
-                                      for w in windows])
-            # The file's mark (cluster, window) is the same on every row and allocation never reads it: a third of
-            # a day's frame memory, dropped before the 24 hours are stacked.
-            return hour, {name: frame.drop(*WINDOW_MARK, strict=False) for name, frame in frames.items()}
-
-        # Reading is object-store latency and Parquet decoding (which releases the GIL): a few hours at a time.
-        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-            hour_frames = list(pool.map(read_hour, day))
-        # The day's 24 hours stacked (an hour_start column on every frame): allocated in one vectorised pass.
-        frames = stack_hours(hour_frames)
-        del hour_frames
+        frames = _read_day(metrics_store, metrics_prefix, cluster.name, day, cost_center.time_frame_seconds)
         for hour in hours_without_pods(frames)[:1]:
             raise ExportIncompleteError(
                 f"cluster {cluster.name}, hour {hour:%Y-%m-%dT%H}Z: neither kube_pod_status_phase nor kube_pod_info "

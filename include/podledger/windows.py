@@ -5,12 +5,17 @@ Used by validation, enrichment and rightsizing. A missing or damaged object is a
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+from dataclasses import dataclass
+from typing import IO
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from podledger.billing import entries_of_maps
 from podledger.exceptions import ExportIncompleteError
+from podledger.hours import HOUR, stack_hours
 from podledger.layout import Window, manifest_key
 from podledger.manifests import Manifest
 from podledger.metric_files import read_json_answer
@@ -50,23 +55,116 @@ def read_window_frames(store: ObjectStore, prefix: str, cluster: str, window: Wi
 
     A file the manifest lists that is missing or unreadable is an error naming the object and the fix.
     """
+    return decode_window(fetch_window(store, prefix, cluster, window, manifest))
+
+
+@dataclass
+class FetchedFile:
+    """One metric file of a window as fetched: its key, its bytes and the row count its manifest gives."""
+
+    key: str
+    data: bytes
+    rows: int | None
+
+
+@dataclass
+class FetchedWindow:
+    """A cluster-window's manifest-listed metric files, fetched but not decoded (so many can be decoded at once)."""
+
+    store: ObjectStore
+    prefix: str
+    cluster: str
+    window: Window
+    files: dict[str, FetchedFile]
+
+    def damaged(self, key: str, what: str) -> ExportIncompleteError:
+        return _damaged(self.store, key, self.cluster, self.window, what)
+
+
+def fetch_window(store: ObjectStore, prefix: str, cluster: str, window: Window,
+                 manifest: Manifest | None = None) -> FetchedWindow:
+    """Fetch every metric file a cluster-window's manifest lists; a missing one is an error naming it and the fix."""
     if manifest is None:
         manifest = read_manifest(store, prefix, cluster, window)
-    frames = {}
+    files = {}
     for name, entry in manifest.metrics.items():
         key = entry.get("key") if isinstance(entry, dict) else None
         if not key:
             raise _damaged(store, manifest_key(prefix, cluster, window), cluster, window,
                            f"lists metric {name} without its file")
         try:
-            frames[name] = read_metric_file(store, key)
+            data = store.get(key)
         except FileNotFoundError:
             raise _damaged(store, key, cluster, window, f"(metric {name}, listed by the manifest) is missing") from None
-        except Exception as exc:  # noqa: BLE001 - any reader failure names the object
+        except Exception as exc:  # noqa: BLE001 - any store failure names the object
             raise _damaged(store, key, cluster, window,
                            f"(metric {name}) cannot be read ({type(exc).__name__}: {str(exc)[:160]})") from None
         rows = entry.get("rows")
-        if isinstance(rows, int) and rows != frames[name].height:
-            raise _damaged(store, key, cluster, window,
-                           f"(metric {name}) holds {frames[name].height} rows where the manifest says {rows}")
-    return frames
+        files[name] = FetchedFile(key, data, rows if isinstance(rows, int) else None)
+    return FetchedWindow(store, prefix, cluster, window, files)
+
+
+def decode_file(fetched: FetchedWindow, name: str) -> pl.DataFrame:
+    """Decode one fetched metric file, checked against its manifest's row count (errors name the object)."""
+    file = fetched.files[name]
+    try:
+        if file.key.endswith(".parquet"):
+            frame = entries_of_maps(pl.read_parquet(io.BytesIO(file.data)))
+        else:
+            frame = read_json_answer(file.data)
+    except Exception as exc:  # noqa: BLE001 - any reader failure names the object
+        raise fetched.damaged(file.key, f"(metric {name}) cannot be read ({type(exc).__name__}: {str(exc)[:160]})"
+                              ) from None
+    if file.rows is not None and file.rows != frame.height:
+        raise fetched.damaged(file.key, f"(metric {name}) holds {frame.height} rows where the manifest says {file.rows}")
+    return frame
+
+
+def decode_window(fetched: FetchedWindow) -> dict[str, pl.DataFrame]:
+    """Decode every fetched metric file of a window."""
+    return {name: decode_file(fetched, name) for name in fetched.files}
+
+
+def decode_stacked(hours: list[tuple[dt.datetime, FetchedWindow]], drop: tuple[str, ...] = ()
+                   ) -> dict[str, pl.DataFrame]:
+    """Several hours' windows (one window an hour) decoded into one frame per metric with an ``hour_start`` column,
+    without the columns ``drop`` names: what :func:`podledger.hours.stack_hours` gives from the hours' frames.
+
+    The Parquet files of a metric are decoded by one multi-file scan (in polars' threads; the dropped columns are
+    never decoded), after each file's row count in its footer is checked against its manifest. A metric whose files
+    do not scan together (json.gz, a schema that changed between hours, a count that differs, a damaged file) is
+    decoded file by file, which names the object at fault.
+    """
+    utc = pl.Datetime("us", "UTC")
+    names = dict.fromkeys(name for _, fetched in hours for name in fetched.files)
+    stacked: dict[str, pl.DataFrame] = {}
+    for name in names:
+        parts = [(hour, fetched) for hour, fetched in hours if name in fetched.files]
+        files = [fetched.files[name] for _, fetched in parts]
+        counts = _parquet_rows(files)
+        if counts is not None and sum(counts) > 0:
+            sources: list[IO[bytes]] = [io.BytesIO(f.data) for f in files]
+            try:
+                frame = entries_of_maps(pl.scan_parquet(sources)
+                                        .drop(*drop, strict=False).collect())
+            except Exception:  # noqa: BLE001 - decoded file by file below, which names the object at fault
+                frame = None
+            if frame is not None and frame.height == sum(counts):
+                hour_column = pl.Series(HOUR, [hour for (hour, _), n in zip(parts, counts, strict=True) if n],
+                                        dtype=utc).repeat_by(pl.Series([n for n in counts if n], dtype=pl.UInt32))
+                stacked[name] = frame.with_columns(hour_column.explode())
+                continue
+        decoded = [(hour, {name: decode_file(fetched, name).drop(*drop, strict=False)}) for hour, fetched in parts]
+        stacked[name] = stack_hours(decoded)[name]
+    return stacked
+
+
+def _parquet_rows(files: list[FetchedFile]) -> list[int] | None:
+    """Each Parquet file's row count from its footer when every one agrees with its manifest; None otherwise."""
+    if not all(f.key.endswith(".parquet") and f.rows is not None for f in files):
+        return None
+    try:
+        counts = [pq.read_metadata(io.BytesIO(f.data)).num_rows for f in files]
+    except Exception:  # noqa: BLE001 - a damaged footer: the file-by-file decode names it
+        return None
+    return counts if counts == [f.rows for f in files] else None

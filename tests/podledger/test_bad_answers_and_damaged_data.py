@@ -108,6 +108,7 @@ def _manifest(store) -> str:
 @pytest.mark.parametrize(("damage", "culprit"), [
     ("metric file deleted", "is missing"),
     ("metric file of garbage", "cannot be read"),
+    ("metric file missing a row", "where the manifest says"),
     ("manifest truncated", "is not a JSON manifest"),
 ])
 def test_a_damaged_window_names_the_object_and_the_fix(exported, billing_bucket, moto, damage, culprit):
@@ -124,6 +125,10 @@ def test_a_damaged_window_names_the_object_and_the_fix(exported, billing_bucket,
         store.delete([victim])
     elif damage == "metric file of garbage":
         store.put(victim, b"\x00garbage, not parquet\xff" * 10)
+    elif damage == "metric file missing a row":  # a valid file, but not the one the manifest describes
+        buffer = io.BytesIO()
+        pl.read_parquet(io.BytesIO(store.get(victim))).head(-1).write_parquet(buffer)
+        store.put(victim, buffer.getvalue())
     else:
         victim = _manifest(store)
         store.put(victim, store.get(victim)[:100])
