@@ -33,4 +33,5 @@ def labels_json(frame: pl.DataFrame | None, keys: list[str], alias: str) -> pl.D
              .group_by("_row", maintain_order=True).agg(pl.col("pair").str.join(", ")))
     texts = (distinct.select("_row", *base, "_set").join(pairs, on="_row", how="left")
              .select(*base, "_set", pl.concat_str(pl.lit("{"), pl.col("pair").fill_null(""), pl.lit("}")).alias(alias)))
-    return frame.select(*keys, "_set").join(texts, on=[*base, "_set"], how="left").select(*keys, alias)
+    return (frame.select(*keys, "_set").join(texts, on=[*base, "_set"], how="left", maintain_order="left")
+            .select(*keys, alias))

@@ -20,6 +20,29 @@ DEFAULT_ACCELERATORS = ("nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron"
 def ksm_resource(name: str) -> str:
     """kube-state-metrics' spelling of a resource name: ``nvidia.com/gpu`` -> ``nvidia_com_gpu``."""
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
+class PodRows:
+    """A frame of one row per pod incarnation-hour (``PK``) that per-pod frames are attached to, as left joins.
+
+    The exporter writes every file's rows in key order, so a pod frame read from the files (or grouped from them
+    keeping their order) usually holds the same pods in the same order: then its columns are put side by side, which
+    is exactly the left join when this frame's keys are unique and never null (checked once, here), at a twentieth
+    of the cost. Any other frame is joined, keeping this frame's order for the next one.
+    """
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+        self.lines_up = (not any(frame[k].null_count() for k in PK)
+                         and not frame.select(pl.struct(*PK).is_duplicated().any()).item())
+
+    def attach(self, other: pl.DataFrame) -> None:
+        """Left-join ``other`` on ``PK`` (its other columns are new to this frame)."""
+        if (self.lines_up and other.height == self.frame.height
+                and all(self.frame[k].equals(other[k]) for k in PK)):
+            self.frame = self.frame.hstack(other.drop(PK))
+        else:
+            self.frame = self.frame.join(other, on=PK, how="left", maintain_order="left")
+
+
 def first_per_key(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """``frame`` with one row per ``keys`` (the first): checked before deduplicating, since an exported file holds
     one row per series key and a repeat is rare (the check costs a third of the deduplication)."""

@@ -132,20 +132,34 @@ def pod_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...])
     """
     if _carries_row_seconds(frames, accelerators):
         return pod_effective_requests(_container_requests(frames, accelerators))
+    effective = pod_request_seconds(frames, accelerators)
+    if effective is None:
+        return pod_effective_requests(_container_requests(frames, accelerators))  # the empty frame, typed
+    present = _pod_present_seconds(frames)
+    if present is None:
+        present = effective.select(PK).with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
+    seconds = pl.coalesce("pod_present_seconds", pl.lit(3600.0))
+    return effective.join(present, on=PK, how="left").select(
+        *PK, "request_node", *(pl.col(c) / seconds for c in REQUEST_COLUMNS))
+
+
+# pod_request_seconds' columns: the effective request-seconds, divided by the pod's present seconds in pod_requests
+REQUEST_COLUMNS = ("cpu_request_cores", "memory_request_bytes", "gpu_request")
+
+
+def pod_request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> pl.DataFrame | None:
+    """Per pod incarnation-hour, in the order the request files first name it: its node and its effective
+    request-seconds (``REQUEST_COLUMNS``: the sums and maxima of :func:`pod_effective_requests`, before the division
+    by the pod's present seconds). None when no request was exported; not for files that carry per-row seconds
+    (podledger 0.1: :func:`pod_requests` divides those per container)."""
     parts = [frame.select(*PK, "node", pl.col(value).cast(pl.Float64).alias(f"{resource}_app"))
              for frame, resource, _, value in _request_frames(frames, accelerators, init=False)]
     init = _request_seconds(frames, accelerators, init=True)
     if init is not None:
         parts.append(_by_resource_and_kind(init.rename({"request_seconds": "request"}), PK, kinds=("sidecar", "init")))
     if not parts:
-        return pod_effective_requests(_container_requests(frames, accelerators))  # the empty frame, typed
-    effective = _effective(stack_for_grouping(parts, [*PK, "node"], how="diagonal_relaxed"), PK)
-    present = _pod_present_seconds(frames)
-    if present is None:
-        present = effective.select(PK).with_columns(pl.lit(None, pl.Float64).alias("pod_present_seconds"))
-    seconds = pl.coalesce("pod_present_seconds", pl.lit(3600.0))
-    return effective.join(present, on=PK, how="left").select(
-        *PK, "request_node", *(pl.col(c) / seconds for c in ("cpu_request_cores", "memory_request_bytes", "gpu_request")))
+        return None
+    return _effective(stack_for_grouping(parts, [*PK, "node"], how="diagonal_relaxed"), PK)
 
 
 def pod_effective_requests(requests: pl.DataFrame) -> pl.DataFrame:
@@ -175,7 +189,7 @@ def _effective(wide: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Per pod, from (resource, kind) columns: plain sums and maxima (vectorised, no filter inside a group)."""
     wide = wide.with_columns(pl.lit(None, pl.Float64).alias(f"{r}_{k}") for r in RESOURCE_NAMES for k in KINDS
                              if f"{r}_{k}" not in wide.columns)
-    pods = wide.group_by(keys).agg(
+    pods = wide.group_by(keys, maintain_order=True).agg(  # in first-seen order: the pods' order in the files
         pl.col("node").filter(pl.col("node") != "").first().alias("request_node"),
         *(pl.col(f"{r}_{k}").sum() for r in RESOURCE_NAMES for k in ("app", "sidecar")),
         *(pl.col(f"{r}_init").max().fill_null(0.0) for r in RESOURCE_NAMES))

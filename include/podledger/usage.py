@@ -20,13 +20,20 @@ from podledger.pod_frames import (
     DEFAULT_ACCELERATORS,
     GIB,
     PK,
+    PodRows,
     first_per_key,
     get_frame,
     ksm_resource,
     presence,
     stack_for_grouping,
 )
-from podledger.pod_requests import container_requests, pod_requests
+from podledger.pod_requests import (
+    REQUEST_COLUMNS,
+    _carries_row_seconds,
+    container_requests,
+    pod_request_seconds,
+    pod_requests,
+)
 
 RESOURCES = ("cpu", "memory", "gpu")
 # exported metric -> (value column, output column, divisor to hours / GiB-hours / bytes)
@@ -60,14 +67,14 @@ def _owners(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     if rs is not None:
         owner = owner.join(rs.select(HOUR, "namespace", pl.col("replicaset").alias("owner_name"),
                                      pl.col("owner_kind").alias("rs_kind"), pl.col("owner_name").alias("rs_name")),
-                           on=[HOUR, "namespace", "owner_name"], how="left")
+                           on=[HOUR, "namespace", "owner_name"], how="left", maintain_order="left")
         kind = pl.when((kind == "ReplicaSet") & pl.col("rs_name").is_not_null()).then(pl.col("rs_kind")).otherwise(kind)
         name = pl.when((pl.col("owner_kind") == "ReplicaSet") & pl.col("rs_name").is_not_null()).then(
             pl.col("rs_name")).otherwise(name)
     if job is not None:
         owner = owner.join(job.select(HOUR, "namespace", pl.col("job_name").alias("owner_name"),
                                       pl.col("owner_kind").alias("job_kind"), pl.col("owner_name").alias("job_owner")),
-                           on=[HOUR, "namespace", "owner_name"], how="left")
+                           on=[HOUR, "namespace", "owner_name"], how="left", maintain_order="left")
         kind = pl.when((pl.col("owner_kind") == "Job") & pl.col("job_owner").is_not_null()).then(
             pl.col("job_kind")).otherwise(kind)
         name = pl.when((pl.col("owner_kind") == "Job") & pl.col("job_owner").is_not_null()).then(
@@ -101,9 +108,10 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str | list[str], keys: lis
     by = [k for k in keys if k != "uid"]
 
     def sums(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-        # sum and count are the group-by's fast paths; a sum without a value (count 0) is null
-        summed = frame.group_by(keys).agg(*(pl.col(c).sum() for c in columns),
-                                          *(pl.col(c).count().alias(f"_n_{c}") for c in columns))
+        # sum and count are the group-by's fast paths; a sum without a value (count 0) is null; first-seen order
+        # (the files' order of pods)
+        summed = frame.group_by(keys, maintain_order=True).agg(*(pl.col(c).sum() for c in columns),
+                                                               *(pl.col(c).count().alias(f"_n_{c}") for c in columns))
         return summed.select(*keys, *(pl.when(pl.col(f"_n_{c}") > 0).then(pl.col(c)).alias(c) for c in columns))
 
     if not frame.select((pl.col("uid") == "").any()).item():  # every series names its incarnation
@@ -124,24 +132,32 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str | list[str], keys: lis
 
 def _join_usage(rows: pl.DataFrame, frames: dict[str, pl.DataFrame], specs: tuple[tuple[str, str, str, float], ...],
                 keys: list[str]) -> pl.DataFrame:
-    """Join usage sums (scaled) per incarnation on ``keys``; a metric missing from the window gives nulls, not zeros.
+    """Join usage sums (scaled) per incarnation on ``keys``; a metric missing from the window gives nulls, not zeros."""
+    usage, missing = _usage(frames, specs, keys, rows)
+    rows = rows.with_columns(pl.lit(None, pl.Float64).alias(c) for c in missing)
+    return rows.join(usage, on=keys, how="left") if usage is not None else rows
 
-    The metrics are stacked (one column each) and summed in one pass, then joined once."""
+
+def _usage(frames: dict[str, pl.DataFrame], specs: tuple[tuple[str, str, str, float], ...], keys: list[str],
+           pods: pl.DataFrame) -> tuple[pl.DataFrame | None, list[str]]:
+    """Usage sums (scaled) per incarnation on ``keys`` and the output columns of metrics not exported.
+
+    The metrics are stacked (one column each, side by side where their rows line up) and summed in one pass."""
     by = [k for k in keys if k != "uid"]
-    parts, scales = [], {}
+    parts, scales, missing = [], {}, []
     for name, column, out, scale in specs:
         frame = get_frame(frames, name)
         if frame is None:
-            rows = rows.with_columns(pl.lit(None, pl.Float64).alias(out))
+            missing.append(out)
             continue
         # A sample's null value counts as 0 (as a sum skips it); null in the stack means "no row of this metric".
         frame = frame if "uid" in frame.columns else frame.with_columns(pl.lit("").alias("uid"))
         parts.append(frame.select(*by, "uid", pl.col(column).cast(pl.Float64).fill_null(0.0).alias(out)))
         scales[out] = scale
     if not parts:
-        return rows
-    usage = usage_by_incarnation(stack_for_grouping(parts, [*by, "uid"]), list(scales), keys, rows)
-    return rows.join(usage.select(*keys, *(pl.col(c) / s for c, s in scales.items())), on=keys, how="left")
+        return None, missing
+    usage = usage_by_incarnation(stack_for_grouping(parts, [*by, "uid"]), list(scales), keys, pods)
+    return usage.select(*keys, *(pl.col(c) / s for c, s in scales.items())), missing
 
 
 def split_by_node(pods: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -164,7 +180,10 @@ def _pod_nodes(info: pl.DataFrame | None) -> tuple[pl.DataFrame | None, pl.DataF
     placed = info.filter(pl.col("node") != "")
     if "present_seconds" not in info.columns:
         return first_per_key(placed.select(*PK, pl.col("node").alias("info_node")), PK), None
-    if not placed.select(pl.struct(*PK).is_duplicated().any()).item():  # one series per pod incarnation-hour
+    if not info.select(pl.struct(*PK).is_duplicated().any()).item():  # one series per pod incarnation-hour
+        # (all of them, in the file's order: a pod not yet scheduled has no node)
+        return info.select(*PK, pl.when(pl.col("node") != "").then(pl.col("node")).alias("info_node")), None
+    if not placed.select(pl.struct(*PK).is_duplicated().any()).item():  # pending, then scheduled
         return placed.select(*PK, pl.col("node").alias("info_node")), None
     first = (placed.sort("present_seconds", descending=True, maintain_order=True)
              .select(*PK, pl.col("node").alias("info_node")).unique(subset=PK, keep="first"))
@@ -204,14 +223,38 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
     running = presence(frames)
     if running is None:
         return pl.DataFrame()
-    pods = running.filter(pl.col("running_seconds") > 0).select(*PK, "running_seconds")
-    requests = pod_requests(frames, accelerators)
-    pods = pods.join(requests, on=PK, how="left")
+    # Every pod frame is attached to the pods of kube_pod_status_phase in its rows' order (side by side where the
+    # files line up); those that did not run are dropped once everything per pod is attached.
+    present = "present_seconds" if "present_seconds" in running.columns else None
+    rows = PodRows(running.select(*PK, "running_seconds", *([present] if present else [])))
+    ran = rows.frame.filter(pl.col("running_seconds") > 0)
+    request_seconds = (pod_request_seconds(frames, accelerators)
+                       if rows.lines_up and not _carries_row_seconds(frames, accelerators) else None)
+    if request_seconds is not None:  # divided by the pod's present seconds below (one row per pod: its own)
+        rows.attach(request_seconds)
+    else:
+        rows.attach(pod_requests(frames, accelerators))
     info_nodes, moved = _pod_nodes(get_frame(frames, "pod_info"))
     if info_nodes is not None:
-        pods = pods.join(info_nodes, on=PK, how="left")
-    else:
-        pods = pods.with_columns(pl.lit(None, pl.String).alias("info_node"))
+        rows.attach(info_nodes)
+    usage, missing = _usage(frames, POD_USAGE, PK, ran)
+    if usage is not None:
+        rows.attach(usage)
+    owners = _owners(frames)
+    if owners is not None:
+        rows.attach(owners)
+    labels = labels_json(get_frame(frames, "pod_labels"), PK, "pod_labels")
+    if labels is not None:
+        rows.attach(labels)
+    pods = rows.frame.filter(pl.col("running_seconds") > 0).with_columns(
+        *(pl.lit(None, dtype).alias(c) for c, dtype in (
+            *((c, pl.Float64) for c in missing), ("info_node", pl.String), ("controller_kind", pl.String),
+            ("controller_name", pl.String), ("pod_labels", pl.String)) if c not in rows.frame.columns))
+    if request_seconds is not None:
+        seconds = pl.col(present).fill_null(3600.0) if present else pl.lit(3600.0)
+        pods = pods.with_columns(pl.col(c) / seconds for c in REQUEST_COLUMNS)
+    if present:
+        pods = pods.drop(present)
     hours = pl.col("running_seconds") / 3600.0
     pods = pods.with_columns(
         pl.coalesce("info_node", "request_node").alias("node"),
@@ -220,7 +263,6 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
         (pl.col("memory_request_bytes").fill_null(0.0) / GIB * hours).alias("memory_request_gib_hours"),
         (pl.col("gpu_request").fill_null(0.0) * hours).alias("gpu_request_hours"),
     )
-    pods = _join_usage(pods, frames, POD_USAGE, PK)
     gpu_usage = get_frame(frames, "gpu_usage")
     if gpu_usage is not None:  # DCGM has no uid: shared by the pod's incarnations by running time
         used = usage_by_incarnation(gpu_usage.with_columns(pl.col("usage_gpu_seconds").cast(pl.Float64).fill_null(0.0)),
@@ -229,8 +271,8 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
                          on=PK, how="left")
     else:
         pods = pods.with_columns(pl.lit(None, pl.Float64).alias("gpu_usage_hours"))
-    pods = _split(_with_owners(pods, frames), moved)
-    for name, keys in (("pod_labels", PK), ("namespace_labels", [HOUR, "namespace"]), ("node_labels", [HOUR, "node"])):
+    pods = _split(pods, moved)
+    for name, keys in (("namespace_labels", [HOUR, "namespace"]), ("node_labels", [HOUR, "node"])):
         labels = labels_json(get_frame(frames, name), keys, name)
         pods = pods.join(labels, on=keys, how="left") if labels is not None else pods.with_columns(
             pl.lit(None, pl.String).alias(name))

@@ -291,3 +291,24 @@ def test_pod_hours_do_not_depend_on_how_the_files_rows_line_up():
     assert web2["node"][0] == "n2"
     assert ours.filter(pl.col("pod") == "web-5")["running_hours"].to_list() == pytest.approx([0.25, 0.75])
     assert ours.filter(pl.col("pod") == "web-3")["pod_labels"].to_list() == ['{"app": "web-3"}']
+
+
+@pytest.mark.parametrize("pods", [
+    {"uid": ["a", "b", "c"]},          # unique keys: side by side
+    {"uid": ["a", "a", "c"]},          # a repeated key: side by side would not be the join
+    {"uid": ["a", None, "c"]},         # a null key never matches in a join
+])
+def test_attaching_a_pod_frame_is_the_left_join(pods):
+    import datetime as dt
+
+    from podledger.pod_frames import PodRows
+
+    hour = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    running = pl.DataFrame({"hour_start": [hour] * 3, "namespace": ["shop"] * 3, "pod": ["web-0"] * 3, **pods,
+                            "running_seconds": [1.0, 2.0, 3.0]})
+    other = running.select("hour_start", "namespace", "pod", "uid", (pl.col("running_seconds") * 10).alias("x"))
+    rows = PodRows(running)
+    rows.attach(other)
+    joined = running.join(other, on=["hour_start", "namespace", "pod", "uid"], how="left", maintain_order="left")
+    assert rows.frame.equals(joined)
+    assert rows.lines_up == (pods["uid"] == ["a", "b", "c"])
