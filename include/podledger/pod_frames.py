@@ -34,10 +34,14 @@ class PodRows:
         self.lines_up = (not any(frame[k].null_count() for k in PK)
                          and not frame.select(pl.struct(*PK).is_duplicated().any()).item())
 
+    def matches(self, other: pl.DataFrame) -> bool:
+        """Whether ``other`` holds exactly these pods in this order (so one row per pod, too)."""
+        return (self.lines_up and other.height == self.frame.height
+                and all(self.frame[k].equals(other[k]) for k in PK))
+
     def attach(self, other: pl.DataFrame) -> None:
         """Left-join ``other`` on ``PK`` (its other columns are new to this frame)."""
-        if (self.lines_up and other.height == self.frame.height
-                and all(self.frame[k].equals(other[k]) for k in PK)):
+        if self.matches(other):
             self.frame = self.frame.hstack(other.drop(PK))
         else:
             self.frame = self.frame.join(other, on=PK, how="left", maintain_order="left")
@@ -62,6 +66,13 @@ def stack_for_grouping(parts: list[pl.DataFrame], keys: list[str],
     the same containers; cAdvisor's CPU and memory usage; a pod's sent and received bytes) usually line up: the
     exporter writes every file's rows in key order.
     """
+    merged = side_by_side(parts, keys)
+    return merged[0] if len(merged) == 1 else pl.concat(merged, how=how)
+
+
+def side_by_side(parts: list[pl.DataFrame], keys: list[str]) -> list[pl.DataFrame]:
+    """``parts`` with those whose ``keys`` columns are equal row by row merged into one frame (see
+    :func:`stack_for_grouping`)."""
     merged: list[pl.DataFrame] = []
     for part in parts:
         values = [c for c in part.columns if c not in keys]
@@ -72,7 +83,7 @@ def stack_for_grouping(parts: list[pl.DataFrame], keys: list[str],
                 break
         else:
             merged.append(part)
-    return merged[0] if len(merged) == 1 else pl.concat(merged, how=how)
+    return merged
 
 
 def get_frame(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame | None:

@@ -25,7 +25,7 @@ from podledger.pod_frames import (
     get_frame,
     ksm_resource,
     presence,
-    stack_for_grouping,
+    side_by_side,
 )
 from podledger.pod_requests import (
     REQUEST_COLUMNS,
@@ -135,14 +135,19 @@ def _join_usage(rows: pl.DataFrame, frames: dict[str, pl.DataFrame], specs: tupl
     """Join usage sums (scaled) per incarnation on ``keys``; a metric missing from the window gives nulls, not zeros."""
     usage, missing = _usage(frames, specs, keys, rows)
     rows = rows.with_columns(pl.lit(None, pl.Float64).alias(c) for c in missing)
-    return rows.join(usage, on=keys, how="left") if usage is not None else rows
+    for part in usage:
+        rows = rows.join(part, on=keys, how="left")
+    return rows
 
 
 def _usage(frames: dict[str, pl.DataFrame], specs: tuple[tuple[str, str, str, float], ...], keys: list[str],
-           pods: pl.DataFrame) -> tuple[pl.DataFrame | None, list[str]]:
-    """Usage sums (scaled) per incarnation on ``keys`` and the output columns of metrics not exported.
+           pods: pl.DataFrame, rows: PodRows | None = None) -> tuple[list[pl.DataFrame], list[str]]:
+    """Usage sums (scaled) per incarnation on ``keys``, as frames to join, and the output columns of metrics not
+    exported.
 
-    The metrics are stacked (one column each, side by side where their rows line up) and summed in one pass."""
+    The metrics are stacked (one column each, side by side where their rows line up) and summed in one pass; a
+    stack that already holds ``rows``' pods one for one (a pod's sent and received bytes, usually) needs no sum.
+    """
     by = [k for k in keys if k != "uid"]
     parts, scales, missing = [], {}, []
     for name, column, out, scale in specs:
@@ -154,10 +159,14 @@ def _usage(frames: dict[str, pl.DataFrame], specs: tuple[tuple[str, str, str, fl
         frame = frame if "uid" in frame.columns else frame.with_columns(pl.lit("").alias("uid"))
         parts.append(frame.select(*by, "uid", pl.col(column).cast(pl.Float64).fill_null(0.0).alias(out)))
         scales[out] = scale
-    if not parts:
-        return None, missing
-    usage = usage_by_incarnation(stack_for_grouping(parts, [*by, "uid"]), list(scales), keys, pods)
-    return usage.select(*keys, *(pl.col(c) / s for c, s in scales.items())), missing
+    stacks = side_by_side(parts, [*by, "uid"])
+    # One row per pod, each naming its incarnation: its own sum already (uid "" would be shared by running time).
+    whole = [s for s in stacks if rows is not None and rows.matches(s) and not (s["uid"] == "").any()]
+    rest = [s for s in stacks if not any(s is w for w in whole)]
+    if rest:
+        whole.append(usage_by_incarnation(pl.concat(rest, how="diagonal") if len(rest) > 1 else rest[0],
+                                          [c for s in rest for c in s.columns if c in scales], keys, pods))
+    return [s.select(*keys, *(pl.col(c) / scales[c] for c in s.columns if c in scales)) for s in whole], missing
 
 
 def split_by_node(pods: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -237,9 +246,9 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
     info_nodes, moved = _pod_nodes(get_frame(frames, "pod_info"))
     if info_nodes is not None:
         rows.attach(info_nodes)
-    usage, missing = _usage(frames, POD_USAGE, PK, ran)
-    if usage is not None:
-        rows.attach(usage)
+    usage, missing = _usage(frames, POD_USAGE, PK, ran, rows)
+    for part in usage:
+        rows.attach(part)
     owners = _owners(frames)
     if owners is not None:
         rows.attach(owners)
