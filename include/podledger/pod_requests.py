@@ -51,7 +51,7 @@ def _request_frames(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ..
         yield frame, resource, is_init, next(c for c in frame.columns if c.startswith("request_"))
 
 
-def _carries_row_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> bool:
+def carries_row_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> bool:
     """Whether a request file carries its own present_seconds per row (podledger 0.1)."""
     return any("present_seconds" in frame.columns and frame["present_seconds"].is_not_null().any()
                for frame, _, _, _ in _request_frames(frames, accelerators))
@@ -130,7 +130,7 @@ def pod_requests(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...])
     go straight into the pod's sums; only init containers, whose maximum is taken, are summed per container first.
     The result is the same rule.
     """
-    if _carries_row_seconds(frames, accelerators):
+    if carries_row_seconds(frames, accelerators):
         return pod_effective_requests(_container_requests(frames, accelerators))
     effective = pod_request_seconds(frames, accelerators)
     if effective is None:

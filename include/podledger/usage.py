@@ -29,7 +29,7 @@ from podledger.pod_frames import (
 )
 from podledger.pod_requests import (
     REQUEST_COLUMNS,
-    _carries_row_seconds,
+    carries_row_seconds,
     container_requests,
     pod_request_seconds,
     pod_requests,
@@ -238,7 +238,7 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
     rows = PodRows(running.select(*PK, "running_seconds", *([present] if present else [])))
     ran = rows.frame.filter(pl.col("running_seconds") > 0)
     request_seconds = (pod_request_seconds(frames, accelerators)
-                       if rows.lines_up and not _carries_row_seconds(frames, accelerators) else None)
+                       if rows.lines_up and not carries_row_seconds(frames, accelerators) else None)
     if request_seconds is not None:  # divided by the pod's present seconds below (one row per pod: its own)
         rows.attach(request_seconds)
     else:
