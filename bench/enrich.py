@@ -8,7 +8,8 @@ under the same name every day) and its CUR 2.0 export (manifest + Parquet). Then
 (wall time and peak RSS of that process), for 1, 7 and 30 days:
 
 - podledger: ``enrich_days`` from the files (bill rows of each day, allocation, reconciliation, the independent
-  check against the bill's files) writing each day's rows and split line items as Parquet, as the DAG task does;
+  check against the bill's files) writing each day's rows, split line items and reconciliation as Parquet
+  with the DAG task's own `put_outputs`;
 - the peer: the same split rule (AWS Split Cost Allocation Data: allocated = max(request, usage), weights CPU 9 :
   memory 1, GPU nodes 9 : 0.9 : 0.1, denominator max(capacity, Σ allocated), unused redistributed by allocation)
   written as one DuckDB SQL query per day over the same files, writing Parquet: the same rows (average requests
@@ -239,28 +240,25 @@ def write_cur(root: Path, node_frame: pl.DataFrame, days: int) -> None:
 
 
 def run_podledger(root: Path, days: int) -> dict:
-    import io
-
     from podledger.enrich import enrich_days
+    from podledger.outputs import put_outputs
     from podledger.storage import FsspecStore
 
     cc = _config(root)
     metrics = FsspecStore("file", str(root / "metrics" / PREFIX))
     billing = FsspecStore("file", str(root / "billing" / "cur" / "bench-cur"))
-    out = root / "out-podledger"
-    out.mkdir(exist_ok=True)
+    out = FsspecStore("file", str(root / "out-podledger"))
     rows = 0
     total = 0.0
     for result in enrich_days(cc, cc.clusters[0], START, START + dt.timedelta(days=days), metrics_store=metrics,
                               billing_store=billing):
         day = result.rows["hour_start"].min()
-        buffer = io.BytesIO()
-        result.rows.write_parquet(buffer)
-        (out / f"{day:%Y%m%d}.parquet").write_bytes(buffer.getvalue())
-        result.split_line_items.write_parquet(out / f"{day:%Y%m%d}.split_line_items.parquet")
+        # as the DAG task does: the day's rows, split line items and reconciliation written as Parquet objects and
+        # released before the next day
+        put_outputs(out, f"{day:%Y%m%d}.parquet", result, cc.name)
         rows += result.rows.height
         total += float(result.rows["total_cost"].sum())
-        del result, buffer  # as the DAG task does: a day's output is written and released before the next day
+        del result
     return {"rows": rows, "total_cost": total}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
@@ -147,14 +147,42 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
 
 def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
                   metrics_store: ObjectStore, billing_store: ObjectStore, check: bool = True) -> EnrichResult:
-    """Allocate every hour of [start, end) (at most a day) for one cluster and reconcile it with the bill."""
+    """Allocate every hour of [start, end) (at most a day) for one cluster and reconcile it with the bill.
+
+    The independent check's reading of the bill's files needs nothing from the metrics: it runs beside them."""
+    hours = hours_of(start, end)
+    if not hours:
+        raise ValueError(f"cluster {cluster.name}: empty hour range {start} .. {end}")
+    with ThreadPoolExecutor(max_workers=1) as background:
+        bill_files = (background.submit(_bill_files, cost_center, billing_store, hours[0],
+                                        hours[-1] + dt.timedelta(hours=1)) if check else None)
+        return _allocate_hours(cost_center, cluster, start, end, metrics_store=metrics_store,
+                               billing_store=billing_store, bill_files=bill_files)
+
+
+def _bill_files(cost_center: CostCenterConfig, billing_store: ObjectStore, start: dt.datetime,
+                end: dt.datetime) -> tuple[list[str], pl.DataFrame]:
+    """The delivery's files covering [start, end) and their money per (hour, resource), read from the files."""
+    from podledger.bill_check import bill_lines
+    from podledger.billing import delivery_keys
+
+    billing = cost_center.billing
+    keys = delivery_keys(billing_store, billing.location.prefix, billing.format, start, end)
+    tag_keys = billing.focus_cluster_tag_keys if billing.format == "focus" else billing.cluster_tag_keys
+    return keys, bill_lines(billing_store, keys, fmt=billing.format, basis=billing.cost_basis, tag_keys=tag_keys,
+                            between=(start, end))
+
+
+def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
+                    metrics_store: ObjectStore, billing_store: ObjectStore,
+                    bill_files: Future[tuple[list[str], pl.DataFrame]] | None) -> EnrichResult:
+    """:func:`_enrich_hours`' work; ``bill_files``: the bill's files being read for the independent check (None:
+    not checked)."""
     metrics_prefix = cost_center.storage.location.prefix
     billing_prefix = cost_center.billing.location.prefix
     hours = hours_of(start, end)
     basis = cost_center.billing.cost_basis
     utc = pl.Datetime("us", "UTC")
-    if not hours:
-        raise ValueError(f"cluster {cluster.name}: empty hour range {start} .. {end}")
     # 1. the bill of the range, priced per node-hour (FOCUS scale-set rows are shared per day, below)
     billing_end = hours[-1] + dt.timedelta(hours=1)
     empty_plane = pl.DataFrame(schema={"hour_start": utc, "cluster": pl.String, "region": pl.String,
@@ -221,20 +249,17 @@ def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: 
     billed = billed_cost(instance_costs, control_plane, nodes, cluster.name, transfer)
     report = reconcile(all_rows, billed).with_columns(pl.lit(cluster.name).alias("cluster"))
     bad = report.filter(~pl.col("ok"))
-    if check and bad.height:
+    if bill_files is not None and bad.height:
         worst = bad.row(0, named=True)
         raise ReconciliationError(
             f"cost center {cost_center.name}, cluster {cluster.name}: {bad.height} hour(s) do not reconcile; first "
             f"{worst['hour_start']:%Y-%m-%dT%H}Z allocated {worst['allocated_cost']:.10f} vs billed {worst['billed_cost']:.10f}")
     # 5. independently: the same money straight from the bill's files, per cluster-hour and per node-hour
-    if check:
-        from podledger.bill_check import bill_lines, check_against_bill, cluster_bill
-        from podledger.billing import delivery_keys
+    if bill_files is not None:
+        from podledger.bill_check import check_against_bill, cluster_bill
 
         fmt = cost_center.billing.format
-        keys = delivery_keys(billing_store, billing_prefix, fmt, hours[0], billing_end)
-        tag_keys = (cost_center.billing.focus_cluster_tag_keys if fmt == "focus" else cost_center.billing.cluster_tag_keys)
-        lines = bill_lines(billing_store, keys, fmt=fmt, basis=basis, tag_keys=tag_keys, between=(hours[0], billing_end))
+        keys, lines = bill_files.result()
         bill = cluster_bill(lines, nodes, cluster=cluster.name, account_id=identity[0], region=identity[1],
                             start=hours[0], end=billing_end)
         options = cost_center.allocation

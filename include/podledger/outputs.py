@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
@@ -41,11 +42,17 @@ def output_frames(result: EnrichResult, cost_center: str) -> dict[Output, pl.Dat
 
 
 def put_outputs(store: ObjectStore, key: str, result: EnrichResult, cost_center: str) -> None:
-    """Write an enrichment's outputs under ``key`` and its companions."""
-    for output, frame in output_frames(result, cost_center).items():
+    """Write an enrichment's outputs under ``key`` and its companions, side by side (Parquet encoding releases
+    the GIL and a put waits on the network: the three take about as long as the largest)."""
+
+    def put(output: Output, frame: pl.DataFrame) -> None:
         buffer = io.BytesIO()
         frame.write_parquet(buffer)
         store.put(companion(key, output), buffer.getvalue())
+
+    with ThreadPoolExecutor(max_workers=len(OUTPUTS)) as pool:
+        for done in [pool.submit(put, output, frame) for output, frame in output_frames(result, cost_center).items()]:
+            done.result()  # a failed write fails the task, naming its error
 
 
 def get_outputs(store: ObjectStore, key: str) -> dict[Output, pl.DataFrame]:

@@ -96,3 +96,4 @@ def test_a_damaged_file_among_good_ones_is_named():
         decode_stacked(hours)
     assert "s3://metrics/k8s/demo/metric=pod_running/1.parquet" in str(error.value)
     assert "cannot be read" in str(error.value)
+
