@@ -1,10 +1,12 @@
 """Enrichment: read exported metrics and the bill for an hour range, allocate, reconcile.
 
-The recipe for one cluster and an hour range:
-1. read the CUR rows of the range and price every instance-hour (and the EKS control plane);
-2. for each hour, read the exported metric files of its windows (their manifests must exist);
+The recipe for one cluster, one UTC day at a time (:func:`enrich_days`):
+1. read the CUR rows of the day and price every instance-hour (and the EKS control plane);
+2. meanwhile, in the background, read the exported metric files of the day's windows (their manifests must exist)
+   and, for the independent check, the bill's own files;
 3. allocate the day's hours in one pass (allocation.allocate_hours);
-4. reconcile Σ rows with the billed cost of the cluster's resources, per hour; fail beyond 1e-9.
+4. reconcile Σ rows with the billed cost of the cluster's resources, per hour; fail beyond 1e-9; and again against
+   the bill's files, per cluster-hour and node-hour (bill_check).
 """
 
 from __future__ import annotations
@@ -147,17 +149,19 @@ def enrich_cluster(cost_center: CostCenterConfig, cluster: ClusterConfig, start:
 
 def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
                   metrics_store: ObjectStore, billing_store: ObjectStore, check: bool = True) -> EnrichResult:
-    """Allocate every hour of [start, end) (at most a day) for one cluster and reconcile it with the bill.
-
-    The independent check's reading of the bill's files needs nothing from the metrics: it runs beside them."""
+    """Allocate every hour of [start, end) (at most a day) for one cluster and reconcile it with the bill."""
     hours = hours_of(start, end)
     if not hours:
         raise ValueError(f"cluster {cluster.name}: empty hour range {start} .. {end}")
-    with ThreadPoolExecutor(max_workers=1) as background:
+    # Beside the bill's rows (read first, as a missing bill is the likelier error): the day's exported metrics and,
+    # for the independent check, the bill's files; neither needs the other.
+    with ThreadPoolExecutor(max_workers=2) as background:
+        metrics = background.submit(_read_day, metrics_store, cost_center.storage.location.prefix, cluster.name, hours,
+                                    cost_center.time_frame_seconds)
         bill_files = (background.submit(_bill_files, cost_center, billing_store, hours[0],
                                         hours[-1] + dt.timedelta(hours=1)) if check else None)
-        return _allocate_hours(cost_center, cluster, start, end, metrics_store=metrics_store,
-                               billing_store=billing_store, bill_files=bill_files)
+        return _allocate_hours(cost_center, cluster, start, end, billing_store=billing_store, metrics=metrics,
+                               bill_files=bill_files)
 
 
 def _bill_files(cost_center: CostCenterConfig, billing_store: ObjectStore, start: dt.datetime,
@@ -174,16 +178,15 @@ def _bill_files(cost_center: CostCenterConfig, billing_store: ObjectStore, start
 
 
 def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
-                    metrics_store: ObjectStore, billing_store: ObjectStore,
+                    billing_store: ObjectStore, metrics: Future[dict[str, pl.DataFrame]],
                     bill_files: Future[tuple[list[str], pl.DataFrame]] | None) -> EnrichResult:
-    """:func:`_enrich_hours`' work; ``bill_files``: the bill's files being read for the independent check (None:
-    not checked)."""
-    metrics_prefix = cost_center.storage.location.prefix
+    """:func:`_enrich_hours`' work on at most a day; ``metrics``: the day's frames being read; ``bill_files``: the
+    bill's files being read for the independent check (None: not checked)."""
     billing_prefix = cost_center.billing.location.prefix
     hours = hours_of(start, end)
     basis = cost_center.billing.cost_basis
     utc = pl.Datetime("us", "UTC")
-    # 1. the bill of the range, priced per node-hour (FOCUS scale-set rows are shared per day, below)
+    # 1. the bill of the day, priced per node-hour (FOCUS scale-set rows are shared per day, below)
     billing_end = hours[-1] + dt.timedelta(hours=1)
     empty_plane = pl.DataFrame(schema={"hour_start": utc, "cluster": pl.String, "region": pl.String,
                                        "account_id": pl.String, "cost": pl.Float64, "currency": pl.String})
@@ -196,49 +199,36 @@ def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start
         cur = reader(billing_store, billing_prefix, hours[0], billing_end)
         control_plane = control_plane_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
         transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
-    rows, node_parts, cost_parts, plane_parts = [], [], [], []
-    identity_notes: set[str] = set()
-    identity: tuple[str | None, str | None] = (cluster.account_id, cluster.region)
-    # 2. day by day (memory bounded by one day of one cluster): read the exported metrics, allocate each hour
-    for first in range(0, len(hours), 24):
-        day = hours[first:first + 24]
-
-        frames = _read_day(metrics_store, metrics_prefix, cluster.name, day, cost_center.time_frame_seconds)
-        for hour in hours_without_pods(frames)[:1]:
-            raise ExportIncompleteError(
-                f"cluster {cluster.name}, hour {hour:%Y-%m-%dT%H}Z: neither kube_pod_status_phase nor kube_pod_info "
-                "was exported, so no pod is known to run and every cent would go to __idle__; scrape "
-                "kube-state-metrics' pod collector and re-export the window with force")
-        nodes = node_hours(frames, cost_center.allocation.capacity, cost_center.allocation.accelerators).select(
-            pl.col("hour_start").cast(utc), "instance_id")
-        if cost_center.billing.format == "focus":
-            day_cur = cur.filter(pl.col("ChargePeriodStart").cast(utc).is_between(day[0], day[-1] + dt.timedelta(hours=1),
-                                                                                  closed="left"))
-            costs = focus_instance_costs(day_cur, basis, nodes, cost_center.billing.focus_cluster_tag_keys)
-        else:
-            costs = instance_hour_costs(cur.filter(pl.col("hour_start").cast(utc).is_between(
-                day[0], day[-1] + dt.timedelta(hours=1), closed="left")), basis, cost_center.billing.cluster_tag_keys)
-        costs = costs.with_columns(pl.col("hour_start").cast(utc))
-        # The cluster is (account, region, name): another linked account's same-name cluster is never ours.
-        account, region = cluster_identity(costs, nodes, cluster.account_id, cluster.region)
-        identity = (account or identity[0], region or identity[1])
-        costs, plane, notes = scope_to_cluster(costs, day_plane(control_plane, day), cluster.name, account, region)
-        identity_notes.update(notes)
-        plane_parts.append(plane)
-        rows.append(allocate_hours(frames, hours=day, cost_center=cost_center.name, cluster=cluster.name,
-                                   instance_costs=costs, control_plane=plane, options=cost_center.allocation,
-                                   cost_basis=basis, transfer_costs=transfer))
-        del frames
-        log.info("cluster %s, %d hour(s) from %s: %d rows", cluster.name, len(day), f"{day[0]:%Y-%m-%dT%H}Z",
-                 rows[-1].height)
-        node_parts.append(nodes)
-        cost_parts.append(costs)
-    nodes = pl.concat(node_parts)
-    instance_costs = pl.concat(cost_parts, how="diagonal_relaxed")
-    control_plane = pl.concat(plane_parts, how="diagonal_relaxed")
-    for note in sorted(identity_notes):
+    # 2. the day's exported metrics, its hours stacked: allocated in one vectorised pass
+    frames = metrics.result()
+    for hour in hours_without_pods(frames)[:1]:
+        raise ExportIncompleteError(
+            f"cluster {cluster.name}, hour {hour:%Y-%m-%dT%H}Z: neither kube_pod_status_phase nor kube_pod_info "
+            "was exported, so no pod is known to run and every cent would go to __idle__; scrape "
+            "kube-state-metrics' pod collector and re-export the window with force")
+    nodes = node_hours(frames, cost_center.allocation.capacity, cost_center.allocation.accelerators).select(
+        pl.col("hour_start").cast(utc), "instance_id")
+    if cost_center.billing.format == "focus":
+        day_cur = cur.filter(pl.col("ChargePeriodStart").cast(utc).is_between(hours[0], billing_end, closed="left"))
+        costs = focus_instance_costs(day_cur, basis, nodes, cost_center.billing.focus_cluster_tag_keys)
+    else:
+        costs = instance_hour_costs(cur.filter(pl.col("hour_start").cast(utc).is_between(hours[0], billing_end,
+                                                                                        closed="left")),
+                                    basis, cost_center.billing.cluster_tag_keys)
+    costs = costs.with_columns(pl.col("hour_start").cast(utc))
+    # The cluster is (account, region, name): another linked account's same-name cluster is never ours.
+    account, region = cluster_identity(costs, nodes, cluster.account_id, cluster.region)
+    identity = (account or cluster.account_id, region or cluster.region)
+    instance_costs, control_plane, notes = scope_to_cluster(costs, day_plane(control_plane, hours), cluster.name,
+                                                            account, region)
+    all_rows = allocate_hours(frames, hours=hours, cost_center=cost_center.name, cluster=cluster.name,
+                              instance_costs=instance_costs, control_plane=control_plane,
+                              options=cost_center.allocation, cost_basis=basis, transfer_costs=transfer)
+    del frames
+    log.info("cluster %s, %d hour(s) from %s: %d rows", cluster.name, len(hours), f"{hours[0]:%Y-%m-%dT%H}Z",
+             all_rows.height)
+    for note in sorted(notes):
         log.warning("%s", note)
-    all_rows = pl.concat(rows)
     # 4. check the bill, reconcile every hour
     findings = check_billing(cur, instance_costs, nodes, cluster=cluster.name, source=cost_center.billing.uri)
     for finding in findings:

@@ -61,7 +61,9 @@ class S3HookStore:
         self.hook.load_bytes(data, key=key, bucket_name=self.bucket, replace=True)
 
     def get(self, key: str) -> bytes:
-        return bytes(self.hook.get_key(key, bucket_name=self.bucket).get()["Body"].read())
+        # One GET through the hook's client (boto3 clients may be shared by threads; its resource may not: windows
+        # and bill files are fetched from several threads at once).
+        return bytes(self.hook.get_conn().get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def scan_parquet(self, key: str) -> pl.LazyFrame:
         credentials = self.hook.get_credentials()
