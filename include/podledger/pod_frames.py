@@ -43,8 +43,11 @@ class PodRows:
         """Left-join ``other`` on ``PK`` (its other columns are new to this frame)."""
         if self.matches(other):
             self.frame = self.frame.hstack(other.drop(PK))
-        else:
-            self.frame = self.frame.join(other, on=PK, how="left", maintain_order="left")
+            return
+        before = self.frame.height
+        self.frame = self.frame.join(other, on=PK, how="left", maintain_order="left")
+        if self.frame.height != before:  # ``other`` repeated a key: this frame's keys are no longer unique
+            self.lines_up = False
 
 
 def first_per_key(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:

@@ -312,3 +312,24 @@ def test_attaching_a_pod_frame_is_the_left_join(pods):
     joined = running.join(other, on=["hour_start", "namespace", "pod", "uid"], how="left", maintain_order="left")
     assert rows.frame.equals(joined)
     assert rows.lines_up == (pods["uid"] == ["a", "b", "c"])
+
+
+def test_attaching_after_a_join_that_repeated_pods_is_still_the_join():
+    """A frame that repeats a pod's key (two owner rows for one pod, say) multiplies that pod's rows when joined; a
+    frame attached afterwards must be joined too, even if its keys line up with the repeated rows."""
+    import datetime as dt
+
+    from podledger.pod_frames import PK, PodRows
+
+    hour = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    running = pl.DataFrame({"hour_start": [hour] * 2, "namespace": ["shop"] * 2, "pod": ["web-0", "web-1"],
+                            "uid": ["a", "b"], "running_seconds": [1.0, 2.0]})
+    twice = pl.concat([running.head(1), running]).select(*PK, pl.Series("owner", ["x", "y", "z"]))
+    later = twice.select(*PK, pl.Series("labels", ["l1", "l2", "l3"]))  # the repeated rows, in the same order
+    rows = PodRows(running)
+    rows.attach(twice)
+    rows.attach(later)
+    expected = (running.join(twice, on=PK, how="left", maintain_order="left")
+                .join(later, on=PK, how="left", maintain_order="left"))
+    assert rows.frame.equals(expected)
+    assert rows.frame.height == 5  # web-0 twice, then twice again
