@@ -198,18 +198,22 @@ def _check_capacity(pods: pl.DataFrame, priced_nodes: pl.DataFrame, cluster: str
 
 def allocate_hours(frames: dict[str, pl.DataFrame], *, hours: list[dt.datetime], cost_center: str, cluster: str,
                    instance_costs: pl.DataFrame, control_plane: pl.DataFrame, options: AllocationConfig,
-                   cost_basis: str, transfer_costs: pl.DataFrame | None = None) -> pl.DataFrame:
+                   cost_basis: str, transfer_costs: pl.DataFrame | None = None,
+                   release_frames: bool = False) -> pl.DataFrame:
     """Return every allocation row of the cluster's ``hours`` (pods and sentinels), in OUTPUT_SCHEMA order.
 
     ``frames`` stack the hours' metric frames with an ``hour_start`` column (:func:`podledger.hours.stack_hours`):
     the hours are computed in one vectorised pass, each node-hour on its own. An hour without metrics still gets
-    its sentinels (unallocated instances, control plane).
+    its sentinels (unallocated instances, control plane). ``release_frames``: empty ``frames`` (the caller's dict) once
+    pods and nodes are read from them, so their memory is given back before the split.
     """
     utc = pl.Datetime("us", "UTC")
     wanted = pl.col(HOUR).is_in(pl.Series([*hours], dtype=utc).implode())
     instance = [HOUR, "instance_id"]
     pods = pod_hours(frames, options.accelerators)
     nodes = node_hours(frames, options.capacity, options.accelerators)
+    if release_frames:  # the metrics are not needed past this point: a day's are a quarter of its memory
+        frames.clear()
     costs = instance_costs.with_columns(pl.col(HOUR).cast(utc)).filter(wanted)
     transfer = (transfer_costs.with_columns(pl.col(HOUR).cast(utc)).filter(wanted).select(*instance, "cost")
                 if transfer_costs is not None else pl.DataFrame(schema={HOUR: utc, "instance_id": pl.String,

@@ -156,8 +156,9 @@ def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: 
     # Beside the bill's rows (read first, as a missing bill is the likelier error): the day's exported metrics and,
     # for the independent check, the bill's files; neither needs the other.
     with ThreadPoolExecutor(max_workers=2) as background:
-        metrics = background.submit(_read_day, metrics_store, cost_center.storage.location.prefix, cluster.name, hours,
-                                    cost_center.time_frame_seconds)
+        # (in a list the reader empties, so the future does not keep the day's frames alive)
+        metrics = background.submit(lambda: [_read_day(metrics_store, cost_center.storage.location.prefix,
+                                                       cluster.name, hours, cost_center.time_frame_seconds)])
         bill_files = (background.submit(_bill_files, cost_center, billing_store, hours[0],
                                         hours[-1] + dt.timedelta(hours=1)) if check else None)
         return _allocate_hours(cost_center, cluster, start, end, billing_store=billing_store, metrics=metrics,
@@ -178,7 +179,7 @@ def _bill_files(cost_center: CostCenterConfig, billing_store: ObjectStore, start
 
 
 def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
-                    billing_store: ObjectStore, metrics: Future[dict[str, pl.DataFrame]],
+                    billing_store: ObjectStore, metrics: Future[list[dict[str, pl.DataFrame]]],
                     bill_files: Future[tuple[list[str], pl.DataFrame]] | None) -> EnrichResult:
     """:func:`_enrich_hours`' work on at most a day; ``metrics``: the day's frames being read; ``bill_files``: the
     bill's files being read for the independent check (None: not checked)."""
@@ -200,7 +201,7 @@ def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start
         control_plane = control_plane_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
         transfer = data_transfer_costs(cur, basis).with_columns(pl.col("hour_start").cast(utc))
     # 2. the day's exported metrics, its hours stacked: allocated in one vectorised pass
-    frames = metrics.result()
+    frames = metrics.result().pop()
     for hour in hours_without_pods(frames)[:1]:
         raise ExportIncompleteError(
             f"cluster {cluster.name}, hour {hour:%Y-%m-%dT%H}Z: neither kube_pod_status_phase nor kube_pod_info "
@@ -223,8 +224,8 @@ def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start
                                                             account, region)
     all_rows = allocate_hours(frames, hours=hours, cost_center=cost_center.name, cluster=cluster.name,
                               instance_costs=instance_costs, control_plane=control_plane,
-                              options=cost_center.allocation, cost_basis=basis, transfer_costs=transfer)
-    del frames
+                              options=cost_center.allocation, cost_basis=basis, transfer_costs=transfer,
+                              release_frames=True)
     log.info("cluster %s, %d hour(s) from %s: %d rows", cluster.name, len(hours), f"{hours[0]:%Y-%m-%dT%H}Z",
              all_rows.height)
     for note in sorted(notes):

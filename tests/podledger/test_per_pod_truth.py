@@ -21,6 +21,7 @@ import uuid
 from collections import defaultdict
 
 import polars as pl
+from polars.testing import assert_frame_equal
 import pytest
 
 from helpers import SYNTH_START, make_cost_center, prometheus_client, put_tree, s3_store
@@ -184,6 +185,12 @@ def test_a_stacked_day_allocates_exactly_as_its_hours_one_by_one(realistic, opti
 
     stacked = allocate_hours(stack_hours(hour_frames), hours=day, **common)
     alone = pl.concat([allocate_hour(frames, hour=h, **common) for h, frames in hour_frames])
+    # enrichment hands its day's frames over (emptied once pods and nodes are read): the same rows
+    handed = stack_hours(hour_frames)
+    order = ["hour_start", "namespace", "pod", "uid", "node"]
+    assert_frame_equal(allocate_hours(handed, hours=day, release_frames=True, **common).sort(order, nulls_last=True),
+                       stacked.sort(order, nulls_last=True), rel_tol=1e-12)
+    assert handed == {}
 
     key = ["hour_start", "namespace", "pod", "uid", "node"]
     assert stacked.height == alone.height > 24 * 30
