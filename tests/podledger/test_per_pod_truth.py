@@ -21,8 +21,8 @@ import uuid
 from collections import defaultdict
 
 import polars as pl
-from polars.testing import assert_frame_equal
 import pytest
+from polars.testing import assert_frame_equal
 
 from helpers import SYNTH_START, make_cost_center, prometheus_client, put_tree, s3_store
 from podledger.enrich import enrich_cluster
