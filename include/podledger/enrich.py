@@ -161,7 +161,7 @@ def _enrich_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: 
                                                        cluster.name, hours, cost_center.time_frame_seconds)])
         bill_files = (background.submit(_bill_files, cost_center, billing_store, hours[0],
                                         hours[-1] + dt.timedelta(hours=1)) if check else None)
-        return _allocate_hours(cost_center, cluster, start, end, billing_store=billing_store, metrics=metrics,
+        return _allocate_hours(cost_center, cluster, hours, billing_store=billing_store, metrics=metrics,
                                bill_files=bill_files)
 
 
@@ -178,13 +178,12 @@ def _bill_files(cost_center: CostCenterConfig, billing_store: ObjectStore, start
                             between=(start, end))
 
 
-def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,
+def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, hours: list[dt.datetime], *,
                     billing_store: ObjectStore, metrics: Future[list[dict[str, pl.DataFrame]]],
                     bill_files: Future[tuple[list[str], pl.DataFrame]] | None) -> EnrichResult:
     """:func:`_enrich_hours`' work on at most a day; ``metrics``: the day's frames being read; ``bill_files``: the
     bill's files being read for the independent check (None: not checked)."""
     billing_prefix = cost_center.billing.location.prefix
-    hours = hours_of(start, end)
     basis = cost_center.billing.cost_basis
     utc = pl.Datetime("us", "UTC")
     # 1. the bill of the day, priced per node-hour (FOCUS scale-set rows are shared per day, below)

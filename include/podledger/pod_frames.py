@@ -20,6 +20,8 @@ DEFAULT_ACCELERATORS = ("nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron"
 def ksm_resource(name: str) -> str:
     """kube-state-metrics' spelling of a resource name: ``nvidia.com/gpu`` -> ``nvidia_com_gpu``."""
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
 class PodRows:
     """A frame of one row per pod incarnation-hour (``PK``) that per-pod frames are attached to, as left joins.
 

@@ -169,15 +169,6 @@ def _usage(frames: dict[str, pl.DataFrame], specs: tuple[tuple[str, str, str, fl
     return [s.select(*keys, *(pl.col(c) / scales[c] for c in s.columns if c in scales)) for s in whole], missing
 
 
-def split_by_node(pods: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """Split the hour of a pod incarnation seen on several nodes (rescheduled, same uid) by its time on each.
-
-    Every hour quantity of the pod (running time, requests, usage, bytes) is multiplied by the node's share of
-    the pod's seconds in ``kube_pod_info``; the shares add up to 1, so nothing is lost or counted twice.
-    """
-    return _split(pods, _pod_nodes(get_frame(frames, "pod_info"))[1])
-
-
 def _pod_nodes(info: pl.DataFrame | None) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     """From ``kube_pod_info``: each pod incarnation-hour's node (``info_node``: where its longest-present series
     ran) and, for the pods seen on several nodes in the hour, each node's share of their seconds (None if none).
@@ -203,6 +194,12 @@ def _pod_nodes(info: pl.DataFrame | None) -> tuple[pl.DataFrame | None, pl.DataF
 
 
 def _split(pods: pl.DataFrame, moved: pl.DataFrame | None) -> pl.DataFrame:
+    """Split the hour of a pod incarnation seen on several nodes (rescheduled, same uid) by its time on each.
+
+    Every hour quantity of the pod (running time, requests, usage, bytes) is multiplied by the node's share of
+    the pod's seconds in ``kube_pod_info`` (``moved``, from :func:`_pod_nodes`); the shares add up to 1, so nothing
+    is lost or counted twice.
+    """
     if moved is None:
         return pods
     scaled = [c for c in ("running_seconds", "running_hours", "cpu_request_core_hours", "memory_request_gib_hours",

@@ -22,14 +22,6 @@ from podledger.metric_files import read_json_answer
 from podledger.storage import ObjectStore
 
 
-def read_metric_file(store: ObjectStore, key: str) -> pl.DataFrame:
-    """Read one exported metric file (Parquet or json.gz)."""
-    data = store.get(key)
-    if key.endswith(".parquet"):
-        return entries_of_maps(pl.read_parquet(io.BytesIO(data)))
-    return read_json_answer(data)
-
-
 def _damaged(store: ObjectStore, key: str, cluster: str, window: Window, what: str) -> ExportIncompleteError:
     return ExportIncompleteError(
         f"cluster {cluster}, window {window}: {store.scheme}://{store.bucket}/{key} {what}; the exported window is "
@@ -72,7 +64,6 @@ class FetchedWindow:
     """A cluster-window's manifest-listed metric files, fetched but not decoded (so many can be decoded at once)."""
 
     store: ObjectStore
-    prefix: str
     cluster: str
     window: Window
     files: dict[str, FetchedFile]
@@ -101,7 +92,7 @@ def fetch_window(store: ObjectStore, prefix: str, cluster: str, window: Window,
                            f"(metric {name}) cannot be read ({type(exc).__name__}: {str(exc)[:160]})") from None
         rows = entry.get("rows")
         files[name] = FetchedFile(key, data, rows if isinstance(rows, int) else None)
-    return FetchedWindow(store, prefix, cluster, window, files)
+    return FetchedWindow(store, cluster, window, files)
 
 
 def decode_file(fetched: FetchedWindow, name: str) -> pl.DataFrame:

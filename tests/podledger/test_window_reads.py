@@ -48,7 +48,7 @@ def _labels(n: int) -> pa.Table:
 def _window(i: int, frames: dict[str, pl.DataFrame | pa.Table], rows: dict[str, int] | None = None) -> FetchedWindow:
     files = {name: FetchedFile(f"k8s/demo/metric={name}/{i}.parquet", _parquet(frame),
                                (rows or {}).get(name, len(frame))) for name, frame in frames.items()}
-    return FetchedWindow(_Bucket(), "k8s", "demo", Window(HOURS[i], HOURS[i] + dt.timedelta(hours=1)), files)
+    return FetchedWindow(_Bucket(), "demo", Window(HOURS[i], HOURS[i] + dt.timedelta(hours=1)), files)
 
 
 def _hour_by_hour(hours: list[tuple[dt.datetime, FetchedWindow]]) -> dict[str, pl.DataFrame]:
