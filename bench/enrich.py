@@ -239,6 +239,26 @@ def write_cur(root: Path, node_frame: pl.DataFrame, days: int) -> None:
     write_cur_export(table, root / "billing" / "cur", EXPORT_NAME.replace("podledger-cur", "bench-cur"))
 
 
+class DayPeaks:
+    """Each day's peak RSS in one process: the kernel's high-water mark (VmHWM) read after the day and reset for the
+    next (``/proc/self/clear_refs``); every moment of the run falls in exactly one day's span, so the largest day
+    is the run's peak. Empty where the kernel offers neither (the run's peak is then getrusage's)."""
+
+    def __init__(self) -> None:
+        self.peaks: list[float] = []
+        self.enabled = Path("/proc/self/clear_refs").exists()
+
+    def mark(self) -> None:
+        if not self.enabled:
+            return
+        status = Path("/proc/self/status").read_text()
+        self.peaks.append(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.enabled, self.peaks = False, []
+
+
 def run_podledger(root: Path, days: int) -> dict:
     from podledger.enrich import enrich_days
     from podledger.outputs import put_outputs
@@ -250,6 +270,7 @@ def run_podledger(root: Path, days: int) -> dict:
     out = FsspecStore("file", str(root / "out-podledger"))
     rows = 0
     total = 0.0
+    peaks = DayPeaks()
     for result in enrich_days(cc, cc.clusters[0], START, START + dt.timedelta(days=days), metrics_store=metrics,
                               billing_store=billing):
         day = result.rows["hour_start"].min()
@@ -259,7 +280,8 @@ def run_podledger(root: Path, days: int) -> dict:
         rows += result.rows.height
         total += float(result.rows["total_cost"].sum())
         del result
-    return {"rows": rows, "total_cost": total}
+        peaks.mark()
+    return {"rows": rows, "total_cost": total, "day_peaks_mib": peaks.peaks}
 
 
 # The peer's query, filled with the day's files by str.format ({{ and }} are literal braces).
@@ -319,6 +341,22 @@ def compare_outputs(root: Path) -> str:
             f"{worst:.1e}, {owners} owners and {labels} pod label texts differ")
 
 
+def day_peaks(runs: list[dict], one_day_peak: float | None) -> str:
+    """Memory against the number of days in one process: each day's own peak (the first day's, then the later days'
+    median and maximum), their trend, and the run's peak against a 1-day run's."""
+    lines = []
+    for run in runs:
+        first, later = run["day_peaks_mib"][0], run["day_peaks_mib"][1:]
+        slope = statistics.linear_regression(range(len(later)), later).slope if len(later) > 1 else 0.0
+        text = (f"per-day peak: day 1 {first:,.0f} MiB, days 2-{len(later) + 1} median "
+                f"{statistics.median(later):,.0f} max {max(later):,.0f} MiB, trend {slope:+.1f} MiB/day")
+        if one_day_peak:
+            text += (f"; vs the 1-day run ({one_day_peak:,.0f} MiB): peak {run['peak_rss_mib'] / one_day_peak - 1:+.1%}, "
+                     f"later days' median {statistics.median(later) / one_day_peak - 1:+.1%}")
+        lines.append(text)
+    return "\n          ".join(lines)
+
+
 def child(kind: str, root: Path, days: int) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--workdir", str(root), "--days", str(days)]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -338,8 +376,9 @@ def main() -> None:
     if args.child:
         started = time.perf_counter()
         result = (run_podledger if args.child == "podledger" else run_peer)(root, args.days[0])
-        result.update(wall=time.perf_counter() - started,
-                      peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        wall = time.perf_counter() - started
+        result.update(wall=wall, peak_rss_mib=max(result.get("day_peaks_mib") or
+                                                  [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))
         print(json.dumps(result))
         return
     started = time.perf_counter()
@@ -347,6 +386,7 @@ def main() -> None:
     print(f"{args.nodes} nodes, {args.pods} pods, {max(args.days)} days of exported windows and CUR in {root} "
           f"({time.perf_counter() - started:.0f}s to build or reuse)")
     billed_per_day = float(_nodes(args.nodes)["cost"].sum()) * 24
+    one_day_peak = None
     for days in args.days:
         runs: dict[str, list[dict]] = {"podledger": [], "peer": []}
         for _ in range(args.repeat):
@@ -362,6 +402,9 @@ def main() -> None:
         billed = billed_per_day * days
         if days == 1:
             print(f"          {compare_outputs(root)}")
+            one_day_peak = statistics.median(r["peak_rss_mib"] for r in ours)
+        elif ours[0]["day_peaks_mib"]:
+            print(f"          {day_peaks(ours, one_day_peak)}")
         print(f"          allocated: podledger {ours[0]['total_cost']:,.6f}, peer {peer[0]['total_cost']:,.6f}, "
               f"billed {billed:,.6f} (podledger difference {abs(ours[0]['total_cost'] - billed):.1e})")
 
