@@ -242,11 +242,13 @@ def write_cur(root: Path, node_frame: pl.DataFrame, days: int) -> None:
 class DayPeaks:
     """Each day's peak RSS in one process: the kernel's high-water mark (VmHWM) read after the day and reset for the
     next (``/proc/self/clear_refs``); every moment of the run falls in exactly one day's span, so the largest day
-    is the run's peak. Empty where the kernel offers neither (the run's peak is then getrusage's)."""
+    is the run's peak. Empty when not asked for or where the kernel offers neither (the run's peak is then
+    getrusage's). Asked for by this script's own runs only: the reset also lowers the peak another tool reads from
+    the finished process (farm-bench, /usr/bin/time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool) -> None:
         self.peaks: list[float] = []
-        self.enabled = Path("/proc/self/clear_refs").exists()
+        self.enabled = enabled and Path("/proc/self/clear_refs").exists()
 
     def mark(self) -> None:
         if not self.enabled:
@@ -259,7 +261,7 @@ class DayPeaks:
             self.enabled, self.peaks = False, []
 
 
-def run_podledger(root: Path, days: int) -> dict:
+def run_podledger(root: Path, days: int, day_peaks: bool = False) -> dict:
     from podledger.enrich import enrich_days
     from podledger.outputs import put_outputs
     from podledger.storage import FsspecStore
@@ -270,7 +272,7 @@ def run_podledger(root: Path, days: int) -> dict:
     out = FsspecStore("file", str(root / "out-podledger"))
     rows = 0
     total = 0.0
-    peaks = DayPeaks()
+    peaks = DayPeaks(day_peaks)
     for result in enrich_days(cc, cc.clusters[0], START, START + dt.timedelta(days=days), metrics_store=metrics,
                               billing_store=billing):
         day = result.rows["hour_start"].min()
@@ -358,7 +360,7 @@ def day_peaks(runs: list[dict], one_day_peak: float | None) -> str:
 
 
 def child(kind: str, root: Path, days: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--workdir", str(root), "--days", str(days)]
+    cmd = [sys.executable, __file__, "--child", kind, "--workdir", str(root), "--days", str(days), "--day-peaks"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -371,11 +373,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workdir", default=".podledger/bench-enrich")
     parser.add_argument("--child", choices=["podledger", "peer"], help=argparse.SUPPRESS)
+    parser.add_argument("--day-peaks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = Path(args.workdir).resolve()
     if args.child:
         started = time.perf_counter()
-        result = (run_podledger if args.child == "podledger" else run_peer)(root, args.days[0])
+        result = (run_podledger(root, args.days[0], args.day_peaks) if args.child == "podledger"
+                  else run_peer(root, args.days[0]))
         wall = time.perf_counter() - started
         result.update(wall=wall, peak_rss_mib=max(result.get("day_peaks_mib") or
                                                   [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))
