@@ -40,7 +40,7 @@ from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore
 from podledger.usage import hours_without_pods, node_hours
 from podledger.validate import Finding, check_billing
-from podledger.windows import decode_stacked, fetch_window, read_window_frames
+from podledger.windows import decode_stacked, fetch_windows, read_window_frames
 
 log = logging.getLogger(__name__)
 READ_THREADS = 4
@@ -111,12 +111,11 @@ def _read_day(store: ObjectStore, prefix: str, cluster: str, day: list[dt.dateti
     """The exported frames of a day's hours, stacked (an ``hour_start`` column on every frame), without the file's
     mark (cluster, window: the same on every row, never read by allocation; a third of a day's frame memory)."""
     plans = [plan_windows(hour, hour + dt.timedelta(hours=1), time_frame_seconds) for hour in day]
-    # Fetching is object-store latency: a few windows at a time.
+    if all(len(windows) == 1 for windows in plans):  # hourly windows: each metric's files decoded in one scan
+        # Fetching is object-store latency: every file of the day, many requests in flight.
+        fetched = fetch_windows(store, prefix, cluster, [windows[0] for windows in plans])
+        return decode_stacked(list(zip(day, fetched, strict=True)), drop=WINDOW_MARK)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        if all(len(windows) == 1 for windows in plans):  # hourly windows: each metric's files decoded in one scan
-            fetched = list(pool.map(lambda windows: fetch_window(store, prefix, cluster, windows[0]), plans))
-            return decode_stacked(list(zip(day, fetched, strict=True)), drop=WINDOW_MARK)
-
         def read_hour(hour: dt.datetime, windows: list[Window]) -> tuple[dt.datetime, dict[str, pl.DataFrame]]:
             frames = combine_windows([read_window_frames(store, prefix, cluster, w) for w in windows])
             return hour, {name: frame.drop(*WINDOW_MARK, strict=False) for name, frame in frames.items()}

@@ -52,6 +52,9 @@ class ObjectStore(Protocol):
 
 # What one ranged read fetches at least: a Parquet column chunk is usually smaller, so neighbours come along.
 RANGE_BLOCK = 2**20
+# Requests in flight when many small objects are read (a day's exported windows: ~500 GETs, each mostly S3's
+# round trip); object stores' connection pools are sized to match.
+FETCH_THREADS = 16
 
 
 def polars_s3_options(options: Mapping[str, Any]) -> dict[str, str] | None:

@@ -8,8 +8,9 @@ import io
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from botocore.config import Config
 
-from podledger.storage import RANGE_BLOCK, parent_folder, scan_s3_parquet
+from podledger.storage import FETCH_THREADS, RANGE_BLOCK, parent_folder, scan_s3_parquet
 
 if TYPE_CHECKING:
     import polars as pl
@@ -56,6 +57,13 @@ class S3HookStore:
     def __init__(self, bucket: str, aws_conn_id: str = "aws_default") -> None:
         self.bucket = bucket
         self.hook = S3Hook(aws_conn_id=aws_conn_id)
+        # A day's windows are fetched FETCH_THREADS requests at a time: boto3 keeps 10 connections by default and
+        # drops (then re-opens, with a TLS handshake) the rest. The connection's own settings (its extra
+        # "config_kwargs": retries, timeouts, a larger pool) are kept; only a smaller pool is raised.
+        config = self.hook.conn_config.botocore_config
+        if config is None or (config.max_pool_connections or 10) < FETCH_THREADS:
+            config = (config or Config()).merge(Config(max_pool_connections=FETCH_THREADS))
+            self.hook = S3Hook(aws_conn_id=aws_conn_id, config=config)
 
     def put(self, key: str, data: bytes) -> None:
         self.hook.load_bytes(data, key=key, bucket_name=self.bucket, replace=True)

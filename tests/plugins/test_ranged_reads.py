@@ -137,3 +137,24 @@ def test_a_missing_bill_file_is_named(month, hook_store):
 
     with pytest.raises(BillingDataError, match="missing-00002.snappy.parquet: cannot read this bill file"):
         read_bill_file(hook_store, KEY.replace("big-00001", "missing-00002"))
+
+
+@pytest.mark.parametrize(("extra", "pool", "retries"), [
+    ({}, None, None),  # boto3's default pool of 10, raised to the requests a day's fetch keeps in flight
+    ({"config_kwargs": {"max_pool_connections": 64, "retries": {"max_attempts": 7}}}, 64, 7),  # the user's, kept
+    ({"config_kwargs": {"max_pool_connections": 4, "connect_timeout": 3}}, None, None),  # too small: raised
+])
+def test_the_hooks_connection_pool_holds_the_requests_in_flight(extra, pool, retries, moto, monkeypatch):
+    from podledger.storage import FETCH_THREADS
+
+    monkeypatch.setenv(env_var_name("aws_pool"), json.dumps({
+        "conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
+        "extra": {"endpoint_url": moto.url, "region_name": "us-east-1", **extra}}))
+    from podledger_airflow.stores import S3HookStore
+
+    config = S3HookStore("any", "aws_pool").hook.get_conn().meta.config
+    assert config.max_pool_connections == (pool or FETCH_THREADS)
+    if retries:
+        assert config.retries["total_max_attempts"] == retries + 1  # (botocore counts the first attempt too)
+    if "connect_timeout" in extra.get("config_kwargs", {}):
+        assert config.connect_timeout == 3  # the connection's other settings survive the raise
