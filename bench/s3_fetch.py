@@ -8,7 +8,7 @@ request, standing for S3's time to first byte (AWS: tens of milliseconds). The d
 `S3HookStore` both ways, interleaved and repeated in one run:
 
 - podledger: `enrich._read_day` — the manifests, then every file they list, `FETCH_THREADS` requests in flight;
-- the former way (the peer): 4 windows at a time, each window's files one after another (`fetch_window`), then the
+- the former way (the peer): 4 windows at a time, each window's files one after another (as `fetch_window` did), then the
   same decode.
 
 moto and the proxy are Python servers on this 2-core machine, so at 0 ms the figure is mostly their own time;
@@ -58,8 +58,8 @@ def main() -> None:  # noqa: PLR0915 - a benchmark's whole run, top to bottom
     import enrich as bench
 
     from podledger.enrich import WINDOW_MARK, _read_day, hours_of
-    from podledger.layout import billing_period_end, plan_windows
-    from podledger.windows import decode_stacked, fetch_window
+    from podledger.layout import Window, billing_period_end, plan_windows
+    from podledger.windows import FetchedWindow, _fetch_file, decode_stacked, read_manifest
     from podledger_lab.demo import ensure_bucket
     from podledger_lab.stack import start_moto
 
@@ -89,9 +89,14 @@ def main() -> None:  # noqa: PLR0915 - a benchmark's whole run, top to bottom
     def podledger(store: S3HookStore) -> dict:
         return _read_day(store, "", bench.CLUSTER, hours, config.time_frame_seconds)
 
+    def former_window(store: S3HookStore, window: Window) -> FetchedWindow:
+        manifest = read_manifest(store, "", bench.CLUSTER, window)
+        return FetchedWindow(store, bench.CLUSTER, window, {
+            name: _fetch_file(store, "", bench.CLUSTER, window, name, entry) for name, entry in manifest.metrics.items()})
+
     def former(store: S3HookStore) -> dict:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            fetched = list(pool.map(lambda w: fetch_window(store, "", bench.CLUSTER, w), windows))
+            fetched = list(pool.map(lambda w: former_window(store, w), windows))
         return decode_stacked(list(zip(hours, fetched, strict=True)), drop=WINDOW_MARK)
 
     for delay in args.delay_ms:

@@ -81,20 +81,19 @@ class FetchedWindow:
 def fetch_window(store: ObjectStore, prefix: str, cluster: str, window: Window,
                  manifest: Manifest | None = None) -> FetchedWindow:
     """Fetch every metric file a cluster-window's manifest lists; a missing one is an error naming it and the fix."""
-    if manifest is None:
-        manifest = read_manifest(store, prefix, cluster, window)
-    return FetchedWindow(store, cluster, window, {name: _fetch_file(store, prefix, cluster, window, name, entry)
-                                                  for name, entry in manifest.metrics.items()})
+    return fetch_windows(store, prefix, cluster, [window], manifests=None if manifest is None else [manifest])[0]
 
 
 def fetch_windows(store: ObjectStore, prefix: str, cluster: str, windows: list[Window],
-                  threads: int = FETCH_THREADS) -> list[FetchedWindow]:
-    """Fetch several cluster-windows (a day's 24): their manifests, then every file they list, ``threads`` requests
-    at a time. An object store answers each request after a round trip (S3: tens of milliseconds to the first
-    byte), so a day's ~500 requests are latency, not bandwidth: they are spread over many connections, file by
-    file, not window by window. Errors name the object as :func:`fetch_window`'s do (the first in window order)."""
+                  threads: int = FETCH_THREADS, manifests: list[Manifest] | None = None) -> list[FetchedWindow]:
+    """Fetch several cluster-windows (a day's 24): their manifests (read here unless given), then every file they
+    list, ``threads`` requests at a time. An object store answers each request after a round trip (S3: tens of
+    milliseconds to the first byte), so a day's ~500 requests are latency, not bandwidth: they are spread over many
+    connections, file by file, not window by window. A missing or unreadable object is an error naming it (the
+    first in window order)."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        manifests = list(pool.map(lambda window: read_manifest(store, prefix, cluster, window), windows))
+        if manifests is None:
+            manifests = list(pool.map(lambda window: read_manifest(store, prefix, cluster, window), windows))
         wanted = [(index, name, entry) for index, manifest in enumerate(manifests)
                   for name, entry in manifest.metrics.items()]
         files = list(pool.map(lambda item: _fetch_file(store, prefix, cluster, windows[item[0]], *item[1:]), wanted))

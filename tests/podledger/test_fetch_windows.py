@@ -112,3 +112,11 @@ def test_an_unreadable_manifest_is_named_as_damaged(store, monkeypatch):
     with pytest.raises(ExportIncompleteError, match=r"cannot be read \(PermissionError: AccessDenied\)") as error:
         fetch_windows(store, "", "demo", WINDOWS)
     assert key in str(error.value) and "damaged" in str(error.value)
+
+
+def test_one_windows_files_are_fetched_side_by_side_too(store, monkeypatch):
+    # validation reads one window at a time: its files are requested together, not one after another
+    gate = _Gate(store.get, len(METRICS))
+    monkeypatch.setattr(store, "get", gate.get)
+    fetched = fetch_window(store, "", "demo", WINDOWS[7])
+    assert list(fetched.files) == list(METRICS) and gate.most == len(METRICS)
