@@ -35,15 +35,14 @@ from podledger.config import ClusterConfig, CostCenterConfig
 from podledger.exceptions import BillingDataError, ExportIncompleteError, ReconciliationError
 from podledger.focus import focus_instance_costs
 from podledger.hours import stack_hours
-from podledger.layout import Window, plan_windows, to_utc
+from podledger.layout import plan_windows, to_utc
 from podledger.split_line_items import split_line_items
 from podledger.storage import ObjectStore
 from podledger.usage import hours_without_pods, node_hours
 from podledger.validate import Finding, check_billing
-from podledger.windows import decode_stacked, fetch_windows, read_window_frames
+from podledger.windows import decode_stacked, decode_window, fetch_windows
 
 log = logging.getLogger(__name__)
-READ_THREADS = 4
 WINDOW_MARK = ("cluster", "window_start", "window_end")
 
 
@@ -111,16 +110,15 @@ def _read_day(store: ObjectStore, prefix: str, cluster: str, day: list[dt.dateti
     """The exported frames of a day's hours, stacked (an ``hour_start`` column on every frame), without the file's
     mark (cluster, window: the same on every row, never read by allocation; a third of a day's frame memory)."""
     plans = [plan_windows(hour, hour + dt.timedelta(hours=1), time_frame_seconds) for hour in day]
-    if all(len(windows) == 1 for windows in plans):  # hourly windows: each metric's files decoded in one scan
-        # Fetching is object-store latency: every file of the day, many requests in flight.
-        fetched = fetch_windows(store, prefix, cluster, [windows[0] for windows in plans])
-        return decode_stacked(list(zip(day, fetched, strict=True)), drop=WINDOW_MARK)
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        def read_hour(hour: dt.datetime, windows: list[Window]) -> tuple[dt.datetime, dict[str, pl.DataFrame]]:
-            frames = combine_windows([read_window_frames(store, prefix, cluster, w) for w in windows])
-            return hour, {name: frame.drop(*WINDOW_MARK, strict=False) for name, frame in frames.items()}
-
-        return stack_hours(list(pool.map(read_hour, day, plans)))
+    # Fetching is object-store latency: every file of the day's windows, many requests in flight, in one call.
+    fetched = iter(fetch_windows(store, prefix, cluster, [window for windows in plans for window in windows]))
+    per_hour = [[next(fetched) for _ in windows] for windows in plans]
+    if all(len(windows) == 1 for windows in per_hour):  # hourly windows: each metric's files decoded in one scan
+        return decode_stacked([(hour, windows[0]) for hour, windows in zip(day, per_hour, strict=True)],
+                              drop=WINDOW_MARK)
+    return stack_hours([(hour, {name: frame.drop(*WINDOW_MARK, strict=False) for name, frame in
+                                combine_windows([decode_window(w) for w in windows]).items()})
+                        for hour, windows in zip(day, per_hour, strict=True)])
 
 
 def enrich_days(cost_center: CostCenterConfig, cluster: ClusterConfig, start: dt.datetime, end: dt.datetime, *,

@@ -120,3 +120,29 @@ def test_one_windows_files_are_fetched_side_by_side_too(store, monkeypatch):
     monkeypatch.setattr(store, "get", gate.get)
     fetched = fetch_window(store, "", "demo", WINDOWS[7])
     assert list(fetched.files) == list(METRICS) and gate.most == len(METRICS)
+
+
+def test_a_day_of_half_hour_windows_is_fetched_in_one_call_and_each_hours_halves_add_up(tmp_path, monkeypatch):
+    from podledger import enrich
+
+    store = FsspecStore("file", str(tmp_path))
+    hours = [DAY, DAY + dt.timedelta(hours=1)]
+    halves = [Window(h + dt.timedelta(minutes=m), h + dt.timedelta(minutes=m + 30)) for h in hours for m in (0, 30)]
+    for i, window in enumerate(halves):
+        frame = pl.DataFrame({"namespace": ["shop", "shop"], "pod": ["a", "b"], "uid": ["ua", "ub"],
+                              "running_seconds": [1800.0, 60.0 * (i + 1)], "present_seconds": [1800.0, 1800.0]})
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        key = metric_key("", "demo", window, "pod_running")
+        store.put(key, buffer.getvalue())
+        store.put(manifest_key("", "demo", window), json.dumps({
+            "schema_version": 1, "cost_center": "t", "cluster": "demo", "window": window.to_dict(),
+            "format": "parquet", "metrics": {"pod_running": {"key": key, "rows": 2, "required": True}}}).encode())
+    calls = []
+    real = enrich.fetch_windows
+    monkeypatch.setattr(enrich, "fetch_windows", lambda *a, **k: calls.append(len(a[3])) or real(*a, **k))
+    frames = enrich._read_day(store, "", "demo", hours, 1800)
+    assert calls == [4]  # the day's four windows in one call (one pool, its requests in flight together)
+    got = frames["pod_running"].sort("hour_start", "pod")
+    assert got["running_seconds"].to_list() == [3600.0, 60.0 + 120.0, 3600.0, 180.0 + 240.0]
+    assert got["hour_start"].to_list() == [hours[0], hours[0], hours[1], hours[1]]
