@@ -244,7 +244,7 @@ class DayPeaks:
     next (``/proc/self/clear_refs``); every moment of the run falls in exactly one day's span, so the largest day
     is the run's peak. Empty when not asked for or where the kernel offers neither (the run's peak is then
     getrusage's). Asked for by this script's own runs only: the reset also lowers the peak another tool reads from
-    the finished process (farm-bench, /usr/bin/time)."""
+    the finished process (/usr/bin/time, a harness timing whole runs)."""
 
     def __init__(self, enabled: bool) -> None:
         self.peaks: list[float] = []
