@@ -142,7 +142,20 @@ def aws_storage_options(aws_conn_id: str) -> dict[str, Any]:
                                        ("region_name", hook.conn_config.region_name)) if v}
     if client_kwargs:
         options["client_kwargs"] = client_kwargs
-    return options
+    return _with_client_config(options, hook.conn_config.extra_config)
+
+
+def _with_client_config(options: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the connection extra's ``config_kwargs`` (retries, timeouts, pool size: botocore's Config,
+    as the Amazon provider applies them to the DAGs' clients), so the CLI's s3fs client behaves as the DAGs' do."""
+    config = dict(extra.get("config_kwargs") or {})
+    if not config:
+        return options
+    if config.get("signature_version") == "unsigned":  # the provider's spelling of an anonymous client
+        from botocore import UNSIGNED
+
+        config["signature_version"] = UNSIGNED
+    return {**options, "config_kwargs": config}
 
 
 def _assumed_options(conn: ConnectionInfo) -> dict[str, Any]:
@@ -181,4 +194,4 @@ def s3_storage_options(conn: ConnectionInfo | None) -> dict[str, Any]:
         client_kwargs["region_name"] = extra["region_name"]
     if client_kwargs:
         options["client_kwargs"] = client_kwargs
-    return options
+    return _with_client_config(options, extra)

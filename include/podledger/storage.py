@@ -127,6 +127,12 @@ class FsspecStore:
         self.scheme = scheme
         self.bucket = bucket
         self._options = dict(storage_options or {})
+        if scheme == "s3":
+            # A day's windows are fetched FETCH_THREADS requests at a time; aiobotocore keeps 10 connections by
+            # default (the rest wait). The options' own config_kwargs are kept; only a smaller pool is raised.
+            config = dict(self._options.get("config_kwargs") or {})
+            if (config.get("max_pool_connections") or 10) < FETCH_THREADS:
+                self._options["config_kwargs"] = {**config, "max_pool_connections": FETCH_THREADS}
         self._fs = fsspec.filesystem("s3" if scheme == "s3" else "file", **self._options)
 
     def _path(self, key: str) -> str:

@@ -158,3 +158,39 @@ def test_the_hooks_connection_pool_holds_the_requests_in_flight(extra, pool, ret
         assert config.retries["total_max_attempts"] == retries + 1  # (botocore counts the first attempt too)
     if "connect_timeout" in extra.get("config_kwargs", {}):
         assert config.connect_timeout == 3  # the connection's other settings survive the raise
+
+
+@pytest.mark.parametrize("with_airflow", [True, False], ids=["through Airflow's AwsBaseHook", "without Airflow"])
+@pytest.mark.parametrize(("extra", "pool", "retries"), [
+    ({}, None, None),  # aiobotocore's default pool of 10, raised to the requests a day's fetch keeps in flight
+    ({"config_kwargs": {"max_pool_connections": 64, "retries": {"max_attempts": 7}}}, 64, 7),  # the user's, kept
+    ({"config_kwargs": {"max_pool_connections": 4, "connect_timeout": 3}}, None, None),  # too small: raised
+])
+def test_the_clis_s3_client_has_the_connections_settings_and_the_pool(extra, pool, retries, with_airflow, moto,
+                                                                     monkeypatch):
+    """The CLI's s3fs store: the connection's client settings (as the DAGs' hook applies them) and 16 connections."""
+    import builtins
+
+    from podledger.cli import store_for
+    from podledger.storage import FETCH_THREADS
+
+    monkeypatch.setenv(env_var_name("aws_cli_pool"), json.dumps({
+        "conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
+        "extra": {"endpoint_url": moto.url, "region_name": "us-east-1", **extra}}))
+    if not with_airflow:
+        real_import = builtins.__import__
+
+        def no_airflow(name, *args, **kwargs):  # noqa: ANN001, ANN202
+            if name.startswith("airflow"):
+                raise ImportError(name)
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_airflow)
+    store = store_for(f"s3://cli-pool-{len(extra)}-{with_airflow}/k8s", "aws_cli_pool")
+    store._fs.connect()
+    config = store._fs.s3.meta.config
+    assert config.max_pool_connections == (pool or FETCH_THREADS)
+    if retries:
+        assert config.retries["total_max_attempts"] == retries + 1  # (botocore counts the first attempt too)
+    if "connect_timeout" in extra.get("config_kwargs", {}):
+        assert config.connect_timeout == 3  # the connection's other settings survive the raise
