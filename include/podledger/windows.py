@@ -148,32 +148,50 @@ def decode_stacked(hours: list[tuple[dt.datetime, FetchedWindow]], drop: tuple[s
     without the columns ``drop`` names: what :func:`podledger.hours.stack_hours` gives from the hours' frames.
 
     The Parquet files of a metric are decoded by one multi-file scan (in polars' threads; the dropped columns are
-    never decoded), after each file's row count in its footer is checked against its manifest. A metric whose files
+    never decoded; the metrics' scans collected together), after each file's row count in its footer is checked
+    against its manifest. A metric whose files
     do not scan together (json.gz, a schema that changed between hours, a count that differs, a damaged file) is
     decoded file by file, which names the object at fault.
     """
     utc = pl.Datetime("us", "UTC")
     names = dict.fromkeys(name for _, fetched in hours for name in fetched.files)
+    parts = {name: [(hour, fetched) for hour, fetched in hours if name in fetched.files] for name in names}
+    counts = {name: _parquet_rows([fetched.files[name] for _, fetched in parts[name]]) for name in names}
+    scans = {name: pl.scan_parquet(_sources([fetched.files[name] for _, fetched in parts[name]]))
+             .drop(*drop, strict=False) for name in names if sum(counts[name] or [0]) > 0}
+    scanned = _collect_each(scans)
     stacked: dict[str, pl.DataFrame] = {}
     for name in names:
-        parts = [(hour, fetched) for hour, fetched in hours if name in fetched.files]
-        files = [fetched.files[name] for _, fetched in parts]
-        counts = _parquet_rows(files)
-        if counts is not None and sum(counts) > 0:
-            sources: list[IO[bytes]] = [io.BytesIO(f.data) for f in files]
-            try:
-                frame = entries_of_maps(pl.scan_parquet(sources)
-                                        .drop(*drop, strict=False).collect())
-            except Exception:  # noqa: BLE001 - decoded file by file below, which names the object at fault
-                frame = None
-            if frame is not None and frame.height == sum(counts):
-                hour_column = pl.Series(HOUR, [hour for (hour, _), n in zip(parts, counts, strict=True) if n],
-                                        dtype=utc).repeat_by(pl.Series([n for n in counts if n], dtype=pl.UInt32))
-                stacked[name] = frame.with_columns(hour_column.explode())
-                continue
-        decoded = [(hour, {name: decode_file(fetched, name).drop(*drop, strict=False)}) for hour, fetched in parts]
+        frame, rows = scanned.get(name), counts[name]
+        if frame is not None and rows is not None and frame.height == sum(rows):
+            hour_column = pl.Series(HOUR, [hour for (hour, _), n in zip(parts[name], rows, strict=True) if n],
+                                    dtype=utc).repeat_by(pl.Series([n for n in rows if n], dtype=pl.UInt32))
+            stacked[name] = entries_of_maps(frame).with_columns(hour_column.explode())
+            continue
+        decoded = [(hour, {name: decode_file(fetched, name).drop(*drop, strict=False)}) for hour, fetched in parts[name]]
         stacked[name] = stack_hours(decoded)[name]
     return stacked
+
+
+def _sources(files: list[FetchedFile]) -> list[IO[bytes]]:
+    return [io.BytesIO(f.data) for f in files]
+
+
+def _collect_each(scans: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    """Every scan collected, all at once (polars runs them side by side: a metric's files alone leave cores idle);
+    when that fails, one by one, leaving out those that fail (decoded file by file by the caller, naming the
+    object at fault)."""
+    try:
+        return dict(zip(scans, pl.collect_all(scans.values()), strict=True))
+    except Exception:  # noqa: BLE001 - one of them failed: find which, below
+        pass
+    collected = {}
+    for name, scan in scans.items():
+        try:
+            collected[name] = scan.collect()
+        except Exception:  # noqa: BLE001 - decoded file by file by the caller, which names the object at fault
+            continue
+    return collected
 
 
 def _parquet_rows(files: list[FetchedFile]) -> list[int] | None:
