@@ -226,6 +226,25 @@ def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, hours
              all_rows.height)
     for note in sorted(notes):
         log.warning("%s", note)
+    mine = instance_costs.filter(pl.col("instance_id").is_in(all_rows["instance_id"].drop_nulls().unique().implode()))
+    region = str(mine["region"].drop_nulls().mode().first()) if mine["region"].drop_nulls().len() else "us-east-1"
+    account = str(mine["account_id"].drop_nulls().mode().first()) if mine["account_id"].drop_nulls().len() else ""
+    # The AWS-shaped line items are built while the rows are checked (they are only returned if every check holds).
+    with ThreadPoolExecutor(max_workers=1) as side:
+        items = side.submit(split_line_items, all_rows, region=region, account_id=account)
+        report, findings = _check(cost_center, cluster, hours, all_rows, cur=cur, instance_costs=instance_costs,
+                                  control_plane=control_plane, nodes=nodes, transfer=transfer, identity=identity,
+                                  billing_store=billing_store, bill_files=bill_files)
+        return EnrichResult(all_rows, report, findings, items.result())
+
+
+def _check(cost_center: CostCenterConfig, cluster: ClusterConfig, hours: list[dt.datetime], all_rows: pl.DataFrame, *,
+           cur: pl.DataFrame, instance_costs: pl.DataFrame, control_plane: pl.DataFrame, nodes: pl.DataFrame,
+           transfer: pl.DataFrame, identity: tuple[str | None, str | None], billing_store: ObjectStore,
+           bill_files: Future[tuple[list[str], pl.DataFrame]] | None) -> tuple[pl.DataFrame, list[Finding]]:
+    """Check the bill, reconcile every hour of ``all_rows`` with it and (``bill_files``) against the bill's own
+    files; return the per-hour report and the billing findings, or raise naming the first hour that is off."""
+    billing_end = hours[-1] + dt.timedelta(hours=1)
     # 4. check the bill, reconcile every hour
     findings = check_billing(cur, instance_costs, nodes, cluster=cluster.name, source=cost_center.billing.uri)
     for finding in findings:
@@ -255,8 +274,4 @@ def _allocate_hours(cost_center: CostCenterConfig, cluster: ClusterConfig, hours
                                          per_node=per_node, sources=[f"{billing_store.scheme}://{billing_store.bucket}/{k}"
                                                                      for k in keys])
         report = report.join(independent.select("hour_start", "billed_from_files"), on="hour_start", how="left")
-    mine = instance_costs.filter(pl.col("instance_id").is_in(all_rows["instance_id"].drop_nulls().unique().implode()))
-    region = str(mine["region"].drop_nulls().mode().first()) if mine["region"].drop_nulls().len() else "us-east-1"
-    account = str(mine["account_id"].drop_nulls().mode().first()) if mine["account_id"].drop_nulls().len() else ""
-    items = split_line_items(all_rows, region=region, account_id=account)
-    return EnrichResult(all_rows, report, findings, items)
+    return report, findings
