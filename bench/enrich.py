@@ -61,17 +61,29 @@ def _nodes(nodes: int) -> pl.DataFrame:
                    pl.when(pl.col("gpu")).then(5.672).otherwise(0.768).alias("cost"))
 
 
-def _pods(nodes: pl.DataFrame, pods: int, day: int) -> pl.DataFrame:
+def _pods(nodes: pl.DataFrame, pods: int, day: int, names: str = "short") -> pl.DataFrame:
+    """The day's pods. ``names="kubernetes"``: names as long as a cluster's (a Deployment's pod
+    ``<workload>-<template hash>-<suffix>``, a 36-character UID), which no string column keeps inline (polars and
+    DuckDB both store strings of up to 12 bytes inside the row); "short" (``pod-17``, ``uid-17-0``): the figures
+    recorded in BENCHMARKS.md before 2026-12-05."""
     p = pl.int_range(pods, eager=True)
     node_index = p % nodes.height
     frame = pl.DataFrame({"p": p, "node": nodes["node"].gather(node_index), "gpu": nodes["gpu"].gather(node_index)})
+    digits = pl.col("p").cast(pl.String)
+    workload = ("app-" + (pl.col("p") % 400).cast(pl.String)).alias("workload")
+    if names == "kubernetes":
+        pod = pl.concat_str(pl.lit("checkout-"), workload, pl.lit("-5d8f7c9b4-"), digits.str.zfill(5))
+        uid = pl.concat_str(digits.str.zfill(8), pl.lit(f"-{day:04d}-4a1e-8b2c-"), (pl.col("p") * 7919).cast(pl.String)
+                            .str.zfill(12))
+        uid_b = pl.concat_str(digits.str.zfill(8), pl.lit(f"-{day:04d}-4a1e-9c3d-"), (pl.col("p") * 7919)
+                              .cast(pl.String).str.zfill(12))
+    else:
+        pod, uid, uid_b = "pod-" + digits, "uid-" + digits + f"-{day}", "uid-" + digits + f"-{day}b"
     return frame.with_columns(
-        ("ns-" + (pl.col("p") % 40).cast(pl.String)).alias("namespace"), ("pod-" + pl.col("p").cast(pl.String)).alias("pod"),
-        ("uid-" + pl.col("p").cast(pl.String) + f"-{day}").alias("uid"),
-        ("uid-" + pl.col("p").cast(pl.String) + f"-{day}b").alias("uid_b"),
+        ("ns-" + (pl.col("p") % 40).cast(pl.String)).alias("namespace"), pod.alias("pod"), uid.alias("uid"),
+        uid_b.alias("uid_b"),
         (pl.col("p") % 20 == 0).alias("restarts"),  # 5 % of pods are recreated under the same name at 12:00 daily
-        ("app-" + (pl.col("p") % 400).cast(pl.String)).alias("workload"),
-        (pl.col("p") % 10 == 3).alias("init"), (pl.col("p") % 10 == 7).alias("sidecar"))
+        workload, (pl.col("p") % 10 == 3).alias("init"), (pl.col("p") % 10 == 7).alias("sidecar"))
 
 
 def _hour_frames(nodes: pl.DataFrame, base: pl.DataFrame, hour: dt.datetime) -> dict[str, pl.DataFrame]:
@@ -158,19 +170,23 @@ def _to_map(column):  # noqa: ANN001, ANN202 - a pyarrow (large) list<struct<key
                                    entries.field("value").cast(pa.string()), mask=array.is_null())
 
 
-def build(root: Path, nodes: int, pods: int, days: int) -> None:
-    """Write the exported windows and the CUR 2.0 delivery of ``days`` days under ``root`` (skipped when present)."""
+def build(root: Path, nodes: int, pods: int, days: int, names: str = "short") -> None:
+    """Write the exported windows and the CUR 2.0 delivery of ``days`` days under ``root`` (skipped when present;
+    ``names``: see :func:`_pods`; a directory holds one kind)."""
     from podledger.catalog import CATALOG_BY_NAME
     from podledger.layout import Window, manifest_key, metric_key
     from podledger.metric_files import serialise
     from podledger.storage import FsspecStore
-    done = root / f"built-{nodes}-{pods}-{days}"
-    if any(int(p.name.rsplit("-", 1)[1]) >= days for p in root.glob(f"built-{nodes}-{pods}-*")):
+    kind = "" if names == "short" else f"{names}-"
+    done = root / f"built-{kind}{nodes}-{pods}-{days}"
+    if any(int(p.name.rsplit("-", 1)[1]) >= days for p in root.glob(f"built-{kind}{nodes}-{pods}-*")):
         return
+    if [p for p in root.glob("built-*") if p.name.startswith("built-kubernetes-") != (names == "kubernetes")]:
+        raise SystemExit(f"{root} holds a cluster with the other kind of names: give another --workdir")
     store = FsspecStore("file", str(root / "metrics" / PREFIX))  # file:// stores keep the whole path as the bucket
     node_frame = _nodes(nodes)
     for day in range(days):
-        base = _pods(node_frame, pods, day)
+        base = _pods(node_frame, pods, day, names)
         for h in range(24):
             hour = START + dt.timedelta(days=day, hours=h)
             window = Window(hour, hour + dt.timedelta(hours=1))
@@ -372,6 +388,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, nargs="+", default=[1, 7, 30])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workdir", default=".podledger/bench-enrich")
+    parser.add_argument("--names", choices=["short", "kubernetes"], default="short",
+                        help="pod names and UIDs: short (pod-17; the recorded figures) or as long as a cluster's")
     parser.add_argument("--child", choices=["podledger", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--day-peaks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -386,7 +404,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     started = time.perf_counter()
-    build(root, args.nodes, args.pods, max(args.days))
+    build(root, args.nodes, args.pods, max(args.days), args.names)
     print(f"{args.nodes} nodes, {args.pods} pods, {max(args.days)} days of exported windows and CUR in {root} "
           f"({time.perf_counter() - started:.0f}s to build or reuse)")
     billed_per_day = float(_nodes(args.nodes)["cost"].sum()) * 24
