@@ -22,9 +22,11 @@ SENTINEL_PREFIX = "__"
 def split_line_items(rows: pl.DataFrame, *, region: str, account_id: str) -> pl.DataFrame:
     """Return two SCAD-shaped line items (vCPU, memory) per pod row of ``rows``."""
     prefix = REGION_PREFIXES.get(region, region.upper().replace("-", ""))
-    pods = rows.filter(~pl.col("namespace").str.starts_with(SENTINEL_PREFIX))
+    # The resource id once per pod row: the vCPU and memory items share its text (a view of the same bytes).
     arn = pl.format(f"arn:aws:eks:{region}:{account_id}:pod/{{}}/{{}}/{{}}/{{}}",
                     pl.col("cluster"), pl.col("namespace"), pl.col("pod"), pl.col("uid"))
+    pods = rows.filter(~pl.col("namespace").str.starts_with(SENTINEL_PREFIX)).with_columns(arn.alias("_arn"))
+    arn = pl.col("_arn")
     common = [
         pl.col("hour_start").alias("line_item_usage_start_date"),
         pl.col("hour_start").dt.offset_by("1h").alias("line_item_usage_end_date"),
