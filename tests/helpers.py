@@ -68,3 +68,17 @@ def drop_warehouse_tables(table: str, dsn: str = PG_TEST_DSN) -> None:
         con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
         for suffix in ("split_line_items", "reconciliation", "daily_rollup", "hourly_labels"):
             con.execute(f"DROP TABLE IF EXISTS {table}_{suffix}")
+
+
+def block_airflow_imports(monkeypatch) -> None:  # noqa: ANN001 - pytest's MonkeyPatch
+    """Make ``import airflow…`` fail for the rest of the test: the CLI as installed without Airflow."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_airflow(name, *args, **kwargs):  # noqa: ANN001, ANN202
+        if name.startswith("airflow"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_airflow)

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import ACCESS_KEY, SECRET_KEY, SYNTH_START, make_cost_center, put_tree, s3_store
+from helpers import ACCESS_KEY, SECRET_KEY, SYNTH_START, block_airflow_imports, make_cost_center, put_tree, s3_store
 from podledger.layout import Window, metric_key
 from podledger_lab.stack import _spawn, free_port
 
@@ -121,8 +121,6 @@ def test_dags_and_cli_run_under_the_seeds_policy_with_no_denied_call(airflow_db,
 @pytest.mark.parametrize("with_airflow", [True, False], ids=["through Airflow's AwsBaseHook", "without Airflow"])
 def test_the_cli_assumes_the_connections_role_as_the_dags_do(policy_endpoint, moto, tmp_path, monkeypatch, with_airflow):
     """ROLE_ARN / ROLE_EXTERNAL_ID: the CLI's S3 calls are signed with the assumed role's keys, not the base ones."""
-    import builtins
-
     from podledger.cli import store_for
 
     url, metrics, _, _ = policy_endpoint
@@ -133,14 +131,7 @@ def test_the_cli_assumes_the_connections_role_as_the_dags_do(policy_endpoint, mo
                   "assume_role_kwargs": {"ExternalId": "seed-external-id"},
                   "service_config": {"sts": {"endpoint_url": moto.url}}}}))
     if not with_airflow:
-        real_import = builtins.__import__
-
-        def no_airflow(name, *args, **kwargs):  # noqa: ANN001, ANN202
-            if name.startswith("airflow"):
-                raise ImportError(name)
-            return real_import(name, *args, **kwargs)
-
-        monkeypatch.setattr(builtins, "__import__", no_airflow)
+        block_airflow_imports(monkeypatch)
     store = store_for(f"s3://{metrics}/{PREFIX}", "aws_exporter")
     store.put(f"{PREFIX}/probe.txt", b"x")
     assert store.exists(f"{PREFIX}/probe.txt") and not store.exists(f"{PREFIX}/missing.txt")

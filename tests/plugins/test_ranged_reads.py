@@ -15,7 +15,7 @@ import random
 import polars as pl
 import pytest
 
-from helpers import ACCESS_KEY, SECRET_KEY, s3_options
+from helpers import ACCESS_KEY, SECRET_KEY, block_airflow_imports, s3_options
 from podledger.bill_check import bill_lines
 from podledger.connections import env_var_name
 from podledger.deliveries import read_bill_file
@@ -169,8 +169,6 @@ def test_the_hooks_connection_pool_holds_the_requests_in_flight(extra, pool, ret
 def test_the_clis_s3_client_has_the_connections_settings_and_the_pool(extra, pool, retries, with_airflow, moto,
                                                                      monkeypatch):
     """The CLI's s3fs store: the connection's client settings (as the DAGs' hook applies them) and 16 connections."""
-    import builtins
-
     from podledger.cli import store_for
     from podledger.storage import FETCH_THREADS
 
@@ -178,14 +176,7 @@ def test_the_clis_s3_client_has_the_connections_settings_and_the_pool(extra, poo
         "conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
         "extra": {"endpoint_url": moto.url, "region_name": "us-east-1", **extra}}))
     if not with_airflow:
-        real_import = builtins.__import__
-
-        def no_airflow(name, *args, **kwargs):  # noqa: ANN001, ANN202
-            if name.startswith("airflow"):
-                raise ImportError(name)
-            return real_import(name, *args, **kwargs)
-
-        monkeypatch.setattr(builtins, "__import__", no_airflow)
+        block_airflow_imports(monkeypatch)
     store = store_for(f"s3://cli-pool-{len(extra)}-{with_airflow}/k8s", "aws_cli_pool")
     store._fs.connect()
     config = store._fs.s3.meta.config
