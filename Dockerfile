@@ -13,7 +13,10 @@ COPY --chown=airflow:0 include /opt/podledger/include
 COPY --chown=airflow:0 dags /opt/podledger/dags
 COPY --chown=airflow:0 plugins /opt/podledger/plugins
 # Editable: the library finds its SQL and sample config beside it, under /opt/podledger/include.
-RUN pip install --no-cache-dir --no-deps -e /opt/podledger
+RUN pip install --no-cache-dir --no-deps -e /opt/podledger \
+ && python -m compileall -q /opt/podledger/include /opt/podledger/dags /opt/podledger/plugins
+# (pip compiled the requirements; the editable source is compiled here, as PYTHONDONTWRITEBYTECODE below stops
+# every task process from caching its own compilation)
 
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/podledger/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/podledger/plugins \

@@ -178,10 +178,11 @@ def build(root: Path, nodes: int, pods: int, days: int, names: str = "short") ->
     from podledger.metric_files import serialise
     from podledger.storage import FsspecStore
     kind = "" if names == "short" else f"{names}-"
-    done = root / f"built-{kind}{nodes}-{pods}-{days}"
-    if any(int(p.name.rsplit("-", 1)[1]) >= days for p in root.glob(f"built-{kind}{nodes}-{pods}-*")):
+    # "sorted-": files in key order since 2026-12-05 (a directory marked "built-" by an older bench is rewritten)
+    done = root / f"sorted-{kind}{nodes}-{pods}-{days}"
+    if any(int(p.name.rsplit("-", 1)[1]) >= days for p in root.glob(f"sorted-{kind}{nodes}-{pods}-*")):
         return
-    if [p for p in root.glob("built-*") if p.name.startswith("built-kubernetes-") != (names == "kubernetes")]:
+    if [p for p in root.glob("sorted-*") if p.name.startswith("sorted-kubernetes-") != (names == "kubernetes")]:
         raise SystemExit(f"{root} holds a cluster with the other kind of names: give another --workdir")
     store = FsspecStore("file", str(root / "metrics" / PREFIX))  # file:// stores keep the whole path as the bucket
     node_frame = _nodes(nodes)
@@ -193,8 +194,10 @@ def build(root: Path, nodes: int, pods: int, days: int, names: str = "short") ->
             entries = {}
             for name, frame in _hour_frames(node_frame, base, hour).items():
                 spec = CATALOG_BY_NAME[name]
-                frame = frame.with_columns(pl.lit(CLUSTER).alias("cluster"), pl.lit(window.start).cast(UTC).alias("window_start"),
-                                           pl.lit(window.end).cast(UTC).alias("window_end"))
+                # in key order, as export.rollup_table writes every file
+                frame = frame.sort(list(spec.keys)).with_columns(
+                    pl.lit(CLUSTER).alias("cluster"), pl.lit(window.start).cast(UTC).alias("window_start"),
+                    pl.lit(window.end).cast(UTC).alias("window_end"))
                 table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
                 if "labels" in table.column_names:  # the exporter writes labels as a map column
                     index = table.column_names.index("labels")

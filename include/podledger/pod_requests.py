@@ -13,6 +13,7 @@ from podledger.pod_frames import (
     PK,
     POD_KEY,
     get_frame,
+    keys_unique,
     ksm_resource,
     presence,
     stack_for_grouping,
@@ -68,7 +69,8 @@ def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, .
                        if "present_seconds" in frame.columns else pl.lit(None, pl.Float64))
         # One row per container-hour, but a container whose node label changed (pending, then scheduled) has
         # several: only those are grouped (grouping 400,000 rows on five keys costs 4x the duplicate check).
-        repeated = frame.select(pl.struct(*PK, "container").is_duplicated()).to_series()
+        repeated = (pl.repeat(False, frame.height, eager=True) if keys_unique(frame, [*PK, "container"])
+                    else frame.select(pl.struct(*PK, "container").is_duplicated()).to_series())
         single = (frame.filter(~repeated) if repeated.any() else frame).select(
             *PK, "container", "node", pl.col(value).alias("request_seconds"),
             pl.col("present_seconds" if "present_seconds" in frame.columns else value).cast(pl.Float64).alias("row_seconds"))

@@ -24,6 +24,8 @@ from podledger.pod_frames import (
     PodRows,
     first_per_key,
     get_frame,
+    group_in_order,
+    keys_unique,
     ksm_resource,
     presence,
     side_by_side,
@@ -111,8 +113,8 @@ def usage_by_incarnation(frame: pl.DataFrame, column: str | list[str], keys: lis
     def sums(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         # sum and count are the group-by's fast paths; a sum without a value (count 0) is null; first-seen order
         # (the files' order of pods)
-        summed = frame.group_by(keys, maintain_order=True).agg(*(pl.col(c).sum() for c in columns),
-                                                               *(pl.col(c).count().alias(f"_n_{c}") for c in columns))
+        summed = group_in_order(frame, keys, *(pl.col(c).sum() for c in columns),
+                                *(pl.col(c).count().alias(f"_n_{c}") for c in columns))
         return summed.select(*keys, *(pl.when(pl.col(f"_n_{c}") > 0).then(pl.col(c)).alias(c) for c in columns))
 
     if not frame.select((pl.col("uid") == "").any()).item():  # every series names its incarnation
@@ -181,10 +183,10 @@ def _pod_nodes(info: pl.DataFrame | None) -> tuple[pl.DataFrame | None, pl.DataF
     placed = info.filter(pl.col("node") != "")
     if "present_seconds" not in info.columns:
         return first_per_key(placed.select(*PK, pl.col("node").alias("info_node")), PK), None
-    if not info.select(pl.struct(*PK).is_duplicated().any()).item():  # one series per pod incarnation-hour
+    if keys_unique(info, PK):  # one series per pod incarnation-hour
         # (all of them, in the file's order: a pod not yet scheduled has no node)
         return info.select(*PK, pl.when(pl.col("node") != "").then(pl.col("node")).alias("info_node")), None
-    if not placed.select(pl.struct(*PK).is_duplicated().any()).item():  # pending, then scheduled
+    if keys_unique(placed, PK):  # pending, then scheduled
         return placed.select(*PK, pl.col("node").alias("info_node")), None
     first = (placed.sort("present_seconds", descending=True, maintain_order=True)
              .select(*PK, pl.col("node").alias("info_node")).unique(subset=PK, keep="first"))

@@ -333,3 +333,75 @@ def test_attaching_after_a_join_that_repeated_pods_is_still_the_join():
                 .join(later, on=PK, how="left", maintain_order="left"))
     assert rows.frame.equals(expected)
     assert rows.frame.height == 5  # web-0 twice, then twice again
+
+
+def _keyed_frames():
+    """Frames keyed (hour, namespace, pod, uid), in key order, with repeats, with nulls and out of order."""
+    import datetime as dt
+    import random
+
+    rng = random.Random(7)
+    hours = [dt.datetime(2026, 11, 2, h, tzinfo=dt.UTC) for h in range(3)]
+    keys = sorted({(h, f"ns-{rng.randrange(3)}", f"web-{rng.randrange(12)}", rng.choice(["a", "b", ""]))
+                   for h in hours for _ in range(40)})
+    frame = pl.DataFrame(keys, schema=["hour_start", "namespace", "pod", "uid"], orient="row").with_columns(
+        pl.int_range(pl.len()).cast(pl.Float64).alias("x"))
+    repeated = pl.concat([frame, frame.sample(10, seed=1)]).sort("hour_start", "namespace", "pod", "uid",
+                                                                 maintain_order=True)
+    with_null = frame.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("pod"))
+                                   .alias("pod"))
+    return {
+        "in order": (frame, True, True),
+        "in order, repeated keys side by side": (repeated, True, False),
+        "shuffled": (frame.sample(fraction=1.0, shuffle=True, seed=3), False, True),
+        "shuffled, repeated keys apart": (repeated.sample(fraction=1.0, shuffle=True, seed=4), False, False),
+        "reversed": (frame.reverse(), False, True),
+        "a null key": (with_null, False, True),
+        "only the last key out of order": (frame.with_columns(pl.col("uid").reverse()), False, None),
+    }
+
+
+@pytest.mark.parametrize("case", list(_keyed_frames()))
+def test_key_order_shortcuts_answer_what_hashing_the_keys_answers(case):
+    """The exporter writes every file in key order, so uniqueness checks and group-bys compare neighbours instead of
+    hashing; any other order (or a null key) must give exactly what hashing gives."""
+    from podledger.pod_frames import PK, group_in_order, in_key_order, keys_unique
+
+    frame, ordered, unique = _keyed_frames()[case]
+    assert in_key_order(frame, PK) == ordered
+    assert in_key_order(frame, PK, strict=True) == (ordered and unique is True)
+    hashed_unique = not frame.select(pl.struct(*PK).is_duplicated().any()).item()
+    if unique is not None:
+        assert hashed_unique == unique
+    assert keys_unique(frame, PK) == hashed_unique
+    aggs = (pl.col("x").sum(), pl.col("x").first().alias("first"), pl.len().alias("n"))
+    grouped = group_in_order(frame, PK, *aggs)
+    assert grouped.equals(frame.group_by(PK, maintain_order=True).agg(*aggs))
+
+
+def test_pod_hours_from_files_in_key_order_equal_those_from_shuffled_files():
+    """The same cluster's files written in key order (the exporter's) and shuffled give the same pod-hours: the
+    key-order shortcuts change the cost, never the rows."""
+    from podledger.catalog import CATALOG_BY_NAME
+    from podledger.pod_frames import PK, in_key_order
+    from podledger.usage import pod_hours
+
+    def keys(name: str, frame: pl.DataFrame) -> list[str]:
+        return [k for k in CATALOG_BY_NAME[name].keys if k in frame.columns]
+
+    frames = {name: frame.sort(keys(name, frame)) for name, frame in _cluster_frames().items()}
+    assert all(in_key_order(frame, keys(name, frame)) for name, frame in frames.items())
+    assert in_key_order(frames["cpu_usage"], PK[1:]) and not in_key_order(frames["cpu_usage"][::-1], PK[1:])
+    shuffled = {name: frame.sample(fraction=1.0, shuffle=True, seed=i) for i, (name, frame) in enumerate(frames.items())}
+    order = ["namespace", "pod", "uid", "node"]
+    ours, theirs = pod_hours(frames).sort(order), pod_hours(shuffled).sort(order)
+    assert ours.height == 29
+    assert sorted(ours.columns) == sorted(theirs.columns)  # (attached in another order when nothing lines up)
+    theirs = theirs.select(ours.columns)
+    for column in ours.columns:
+        if ours[column].dtype == pl.Float64:
+            assert ours[column].is_null().equals(theirs[column].is_null()), column
+            assert ours[column].drop_nulls().to_list() == pytest.approx(theirs[column].drop_nulls().to_list(),
+                                                                        rel=1e-12), column
+        else:
+            assert ours[column].to_list() == theirs[column].to_list(), column
