@@ -14,8 +14,10 @@ under the same name every day) and its CUR 2.0 export (manifest + Parquet). Then
   memory 1, GPU nodes 9 : 0.9 : 0.1, denominator max(capacity, Σ allocated), unused redistributed by allocation)
   written as one DuckDB SQL query per day over the same files, writing Parquet: the same rows (average requests
   over the pod's present seconds, Kubernetes' effective request with init containers and sidecars, usage per
-  incarnation, network bytes, owners through the ReplicaSet, pod/namespace/node labels as JSON, idle rows), without
-  podledger's checks (reconciliation, the independent bill check, split line items).
+  incarnation, network bytes, owners through the ReplicaSet, pod/namespace/node labels as JSON, idle rows) and,
+  since 2026-12-05, the same split line items (two per pod row, ``enrich_peer_split.sql``: podledger's task writes
+  both, so a peer writing only the rows did less work); without podledger's checks (reconciliation, the
+  independent bill check) or its reconciliation file.
 
 Runs are interleaved (podledger, peer, podledger, peer, ...) so a noisy neighbour hits both alike.
 """
@@ -37,6 +39,7 @@ import polars as pl
 GIB = 2**30
 START = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 CLUSTER = "bench-eks"
+COST_CENTER = "bench"
 PREFIX = "k8s/prometheus"
 UTC = pl.Datetime("us", "UTC")
 
@@ -45,7 +48,7 @@ def _config(root: Path):  # noqa: ANN202 - a CostCenterConfig
     from podledger.config import CostCenterConfig
 
     return CostCenterConfig.model_validate({
-        "name": "bench", "clusters": [{"name": CLUSTER, "account_id": "111122223333", "region": "us-east-1"}],
+        "name": COST_CENTER, "clusters": [{"name": CLUSTER, "account_id": "111122223333", "region": "us-east-1"}],
         "storage": {"uri": f"file://{root}/metrics/{PREFIX}"}, "billing": {"uri": f"file://{root}/billing/cur/bench-cur"},
         "allocation": {"accelerators": ["nvidia_com_gpu"]}})
 
@@ -307,6 +310,7 @@ def run_podledger(root: Path, days: int, day_peaks: bool = False) -> dict:
 
 # The peer's query, filled with the day's files by str.format ({{ and }} are literal braces).
 PEER_SQL = (Path(__file__).with_name("enrich_peer.sql")).read_text()
+PEER_SPLIT_SQL = (Path(__file__).with_name("enrich_peer_split.sql")).read_text()
 # A labels map as JSON text, KSM's label_ prefix removed, keys sorted.
 LABELS_JSON = ("to_json(map_from_entries(list_sort(list_transform(map_entries(labels), "
                "lambda e: {{'key': regexp_replace(e.key, '^label_', ''), 'value': e.value}}))))")
@@ -316,12 +320,17 @@ def run_peer(root: Path, days: int) -> dict:
     import duckdb
 
     from podledger.layout import billing_period_end
+    from podledger.split_line_items import REGION_PREFIXES
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     out = root / "out-peer"
     out.mkdir(exist_ok=True)
     cur = sorted(str(p) for p in (root / "billing").rglob("*.parquet"))
+    region_prefix = ("CASE region " + " ".join(f"WHEN '{r}' THEN '{p}'" for r, p in REGION_PREFIXES.items())
+                     + " ELSE upper(replace(region, '-', '')) END")
+    split_sql = PEER_SPLIT_SQL.format(cluster=repr(CLUSTER), cost_center=repr(COST_CENTER),
+                                      region_prefix=region_prefix)
     rows, total = 0, 0.0
     for day in range(days):
         moment = START + dt.timedelta(days=day)
@@ -334,8 +343,10 @@ def run_peer(root: Path, days: int) -> dict:
             "node_labels")}
         sql = PEER_SQL.format(cur=cur, labels_json=LABELS_JSON.format(), **{k: repr(v) for k, v in files.items()})
         target = out / f"{moment:%Y%m%d}.parquet"
-        con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)",
-                    {"start": moment, "end": moment + dt.timedelta(days=1)})
+        # as podledger's task: the day's rows and their split line items, each its own Parquet file
+        con.execute(f"CREATE OR REPLACE TEMP TABLE day AS {sql}", {"start": moment, "end": moment + dt.timedelta(days=1)})
+        con.execute(f"COPY day TO '{target}' (FORMAT parquet)")
+        con.execute(f"COPY ({split_sql}) TO '{target.with_suffix('')}.split_line_items.parquet' (FORMAT parquet)")
         n, s = con.execute(f"SELECT count(*), sum(total_cost) FROM '{target}'").fetchone()
         rows += n
         total += s
@@ -358,8 +369,19 @@ def compare_outputs(root: Path) -> str:
     worst = both.select((pl.col("total_cost") - pl.col("total_cost_peer")).abs().max()).item()
     owners = both.filter(pl.col("controller_name").ne_missing(pl.col("controller_name_peer"))).height
     labels = both.filter(pl.col("pod_labels").str.replace_all(" ", "").ne_missing(pl.col("pod_labels_peer"))).height
+    items = [pl.read_parquet(root / side / f"{day}.split_line_items.parquet") for side in ("out-podledger", "out-peer")]
+    item_key = ["line_item_usage_start_date", "line_item_resource_id", "line_item_usage_type", "node"]
+    money = [c for c, dtype in items[0].schema.items() if dtype == pl.Float64]  # usages, ratios and costs
+    paired = items[0].join(items[1].with_columns(pl.col("line_item_usage_start_date").cast(UTC)), on=item_key,
+                           how="full", nulls_equal=True, coalesce=True, suffix="_peer")
+    unpaired = paired.filter(pl.any_horizontal(pl.col(c).is_null() for c in ("resource", "resource_peer"))).height
+    item_worst = paired.select(pl.max_horizontal((pl.col(c) - pl.col(f"{c}_peer")).abs().max() for c in money)).item()
+    other = [c for c, dtype in items[0].schema.items() if c not in item_key and dtype == pl.String]
+    texts = paired.filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_peer")) for c in other)).height
     return (f"first day, row by row: {both.height:,} rows, {alone} in one output only, largest cost difference "
-            f"{worst:.1e}, {owners} owners and {labels} pod label texts differ")
+            f"{worst:.1e}, {owners} owners and {labels} pod label texts differ; split line items: {paired.height:,}, "
+            f"{unpaired} in one output only, largest difference of their {len(money)} number columns {item_worst:.1e}, "
+            f"{texts} differ in text columns")
 
 
 def day_peaks(runs: list[dict], one_day_peak: float | None) -> str:

@@ -85,35 +85,47 @@ cap AS (
            coalesce(sum(CASE WHEN resource = 'nvidia_com_gpu' THEN unit_seconds END), 0) / 3600 AS gpu_cap
     FROM read_parquet({node_capacity}) GROUP BY ALL),
 node AS (
-    SELECT n.window_start AS hour, n.node, regexp_extract(n.provider_id, 'i-[0-9a-f]+') AS instance_id, c.cost
+    SELECT n.window_start AS hour, n.node, regexp_extract(n.provider_id, 'i-[0-9a-f]+') AS instance_id, c.cost,
+           c.net_cost, c.public_cost, c.account, c.region, c.currency
     FROM read_parquet({node_info}) n
     JOIN (SELECT line_item_usage_start_date AS hour, line_item_resource_id AS instance_id,
-                 sum(line_item_unblended_cost) AS cost
+                 sum(line_item_unblended_cost) AS cost, sum(line_item_net_unblended_cost) AS net_cost,
+                 sum(pricing_public_on_demand_cost) AS public_cost, any_value(line_item_usage_account_id) AS account,
+                 any_value(product_region_code) AS region, any_value(line_item_currency_code) AS currency
           FROM read_parquet({cur}) WHERE line_item_usage_start_date >= $start AND line_item_usage_start_date < $end
           GROUP BY ALL) c ON c.hour = n.window_start AND c.instance_id = regexp_extract(n.provider_id, 'i-[0-9a-f]+')),
 totals AS (SELECT hour, node, sum(cpu_alloc) AS cpu_total, sum(mem_alloc) AS mem_total, sum(gpu_alloc) AS gpu_total
            FROM alloc GROUP BY ALL),
 priced AS (
-    SELECT node.hour, node.node, node.instance_id, node.cost, cap.cpu_cap, cap.mem_cap, cap.gpu_cap,
+    SELECT node.hour, node.node, node.instance_id, node.cost, node.net_cost, node.public_cost, node.account,
+           node.region, node.currency, cap.cpu_cap, cap.mem_cap, cap.gpu_cap,
            coalesce(t.cpu_total, 0) AS cpu_total, coalesce(t.mem_total, 0) AS mem_total,
            coalesce(t.gpu_total, 0) AS gpu_total,
            CASE WHEN cap.gpu_cap > 0 THEN 0.9 ELSE 9 END AS w_cpu, CASE WHEN cap.gpu_cap > 0 THEN 0.1 ELSE 1 END AS w_mem,
            CASE WHEN cap.gpu_cap > 0 THEN 9 ELSE 0 END AS w_gpu
     FROM node JOIN cap USING (hour, node) LEFT JOIN totals t USING (hour, node)),
 unit AS (SELECT *, cost / (w_cpu * cpu_cap + w_mem * mem_cap + w_gpu * gpu_cap) AS unit FROM priced),
-pod_rows AS (
-    SELECT p.*, u.instance_id,
-           CASE WHEN greatest(cpu_cap, cpu_total) > 0 THEN p.cpu_alloc / greatest(cpu_cap, cpu_total) ELSE 0 END
-               * cpu_cap * w_cpu * unit AS cpu_cost,
-           CASE WHEN greatest(mem_cap, mem_total) > 0 THEN p.mem_alloc / greatest(mem_cap, mem_total) ELSE 0 END
-               * mem_cap * w_mem * unit AS memory_cost,
-           CASE WHEN greatest(gpu_cap, gpu_total) > 0 THEN p.gpu_alloc / greatest(gpu_cap, gpu_total) ELSE 0 END
-               * gpu_cap * w_gpu * unit AS gpu_cost,
+ratios AS (
+    SELECT p.*, u.instance_id, u.account, u.region, u.currency, u.cpu_cap, u.mem_cap, u.gpu_cap, u.w_cpu, u.w_mem,
+           u.w_gpu, u.unit,
+           CASE WHEN u.cost <> 0 THEN u.net_cost / u.cost END AS net_factor,
+           CASE WHEN u.cost <> 0 THEN u.public_cost / u.cost END AS public_on_demand_factor,
+           CASE WHEN greatest(cpu_cap, cpu_total) > 0 THEN p.cpu_alloc / greatest(cpu_cap, cpu_total) ELSE 0 END AS cpu_ratio,
+           CASE WHEN greatest(mem_cap, mem_total) > 0 THEN p.mem_alloc / greatest(mem_cap, mem_total) ELSE 0 END AS mem_ratio,
+           CASE WHEN greatest(gpu_cap, gpu_total) > 0 THEN p.gpu_alloc / greatest(gpu_cap, gpu_total) ELSE 0 END AS gpu_ratio,
            CASE WHEN cpu_total > 0 THEN p.cpu_alloc / cpu_total * greatest(cpu_cap - cpu_total, 0) * w_cpu * unit ELSE 0 END
-           + CASE WHEN mem_total > 0 THEN p.mem_alloc / mem_total * greatest(mem_cap - mem_total, 0) * w_mem * unit ELSE 0 END
-           + CASE WHEN gpu_total > 0 THEN p.gpu_alloc / gpu_total * greatest(gpu_cap - gpu_total, 0) * w_gpu * unit ELSE 0 END
-             AS unused_cost
+               AS cpu_unused_cost,
+           CASE WHEN mem_total > 0 THEN p.mem_alloc / mem_total * greatest(mem_cap - mem_total, 0) * w_mem * unit ELSE 0 END
+               AS memory_unused_cost,
+           CASE WHEN gpu_total > 0 THEN p.gpu_alloc / gpu_total * greatest(gpu_cap - gpu_total, 0) * w_gpu * unit ELSE 0 END
+               AS gpu_unused_cost
     FROM alloc p JOIN unit u USING (hour, node)),
+pod_rows AS (  -- the split line items (bench/enrich.py PEER_SPLIT_SQL) read the ratios, unused costs and factors
+    SELECT * EXCLUDE (cpu_cap, mem_cap, gpu_cap, w_cpu, w_mem, w_gpu, unit),
+           cpu_ratio * cpu_cap * w_cpu * unit AS cpu_cost, mem_ratio * mem_cap * w_mem * unit AS memory_cost,
+           gpu_ratio * gpu_cap * w_gpu * unit AS gpu_cost,
+           cpu_unused_cost + memory_unused_cost + gpu_unused_cost AS unused_cost
+    FROM ratios),
 idle AS (  -- the capacity of a resource nobody on the node allocated has no pod to land on
     SELECT hour, node, instance_id, CASE WHEN cpu_total = 0 THEN cpu_cap * w_cpu * unit ELSE 0 END
            + CASE WHEN mem_total = 0 THEN mem_cap * w_mem * unit ELSE 0 END

@@ -21,11 +21,16 @@ def test_the_benchmark_peer_and_podledger_agree_row_by_row_and_with_the_bill(tmp
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
     out = done.stdout
     first_day = re.search(r"first day, row by row: ([\d,]+) rows, (\d+) in one output only, largest cost difference "
-                          r"(\S+), (\d+) owners and (\d+) pod label texts differ", out)
+                          r"(\S+), (\d+) owners and (\d+) pod label texts differ; split line items: ([\d,]+), (\d+) in "
+                          r"one output only, largest difference of their (\d+) number columns (\S+), (\d+) differ in text "
+                          r"columns", out)
     assert first_day, out
-    rows, alone, worst, owners, labels = first_day.groups()
+    rows, alone, worst, owners, labels, items, items_alone, money_columns, items_worst, texts = first_day.groups()
     assert int(rows.replace(",", "")) > 60 * 24 and (alone, owners, labels) == ("0", "0", "0")
     assert float(worst) < 1e-9
+    # both write the same split line items (two per pod row): the same work, the same money
+    assert int(items.replace(",", "")) > 2 * 60 * 24 and (items_alone, texts) == ("0", "0")
+    assert money_columns == "10" and float(items_worst) < 1e-9
     totals = re.findall(r"allocated: podledger ([\d,.]+), peer ([\d,.]+), billed ([\d,.]+)", out)
     assert len(totals) == 2, out  # 1 and 2 days
     for ours, peer, billed in totals:
