@@ -316,7 +316,7 @@ LABELS_JSON = ("to_json(map_from_entries(list_sort(list_transform(map_entries(la
                "lambda e: {{'key': regexp_replace(e.key, '^label_', ''), 'value': e.value}}))))")
 
 
-def run_peer(root: Path, days: int) -> dict:
+def run_peer(root: Path, days: int, rows_only: bool = False) -> dict:
     import duckdb
 
     from podledger.layout import billing_period_end
@@ -324,13 +324,14 @@ def run_peer(root: Path, days: int) -> dict:
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")  # no output order is promised: let every thread write
     out = root / "out-peer"
     out.mkdir(exist_ok=True)
     cur = sorted(str(p) for p in (root / "billing").rglob("*.parquet"))
     region_prefix = ("CASE region " + " ".join(f"WHEN '{r}' THEN '{p}'" for r, p in REGION_PREFIXES.items())
                      + " ELSE upper(replace(region, '-', '')) END")
     split_sql = PEER_SPLIT_SQL.format(cluster=repr(CLUSTER), cost_center=repr(COST_CENTER),
-                                      region_prefix=region_prefix)
+                                      region_prefix=region_prefix, rows="{rows}")  # (the day's file, below)
     rows, total = 0, 0.0
     for day in range(days):
         moment = START + dt.timedelta(days=day)
@@ -343,10 +344,12 @@ def run_peer(root: Path, days: int) -> dict:
             "node_labels")}
         sql = PEER_SQL.format(cur=cur, labels_json=LABELS_JSON.format(), **{k: repr(v) for k, v in files.items()})
         target = out / f"{moment:%Y%m%d}.parquet"
-        # as podledger's task: the day's rows and their split line items, each its own Parquet file
-        con.execute(f"CREATE OR REPLACE TEMP TABLE day AS {sql}", {"start": moment, "end": moment + dt.timedelta(days=1)})
-        con.execute(f"COPY day TO '{target}' (FORMAT parquet)")
-        con.execute(f"COPY ({split_sql}) TO '{target.with_suffix('')}.split_line_items.parquet' (FORMAT parquet)")
+        # as podledger's task: the day's rows and their split line items, each its own Parquet file (the items read
+        # back from the rows' file: streaming the query to its file is faster than keeping the day in a table)
+        con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)", {"start": moment, "end": moment + dt.timedelta(days=1)})
+        if not rows_only:  # (rows only: the peer before 2026-12-05, to compare with the figures recorded before)
+            con.execute(f"COPY ({split_sql.format(rows=repr(str(target)))}) TO "
+                        f"'{target.with_suffix('')}.split_line_items.parquet' (FORMAT parquet)")
         n, s = con.execute(f"SELECT count(*), sum(total_cost) FROM '{target}'").fetchone()
         rows += n
         total += s
@@ -417,12 +420,13 @@ def main() -> None:
                         help="pod names and UIDs: short (pod-17; the recorded figures) or as long as a cluster's")
     parser.add_argument("--child", choices=["podledger", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--day-peaks", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = Path(args.workdir).resolve()
     if args.child:
         started = time.perf_counter()
         result = (run_podledger(root, args.days[0], args.day_peaks) if args.child == "podledger"
-                  else run_peer(root, args.days[0]))
+                  else run_peer(root, args.days[0], args.rows_only))
         wall = time.perf_counter() - started
         result.update(wall=wall, peak_rss_mib=max(result.get("day_peaks_mib") or
                                                   [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))

@@ -120,7 +120,7 @@ ratios AS (
            CASE WHEN gpu_total > 0 THEN p.gpu_alloc / gpu_total * greatest(gpu_cap - gpu_total, 0) * w_gpu * unit ELSE 0 END
                AS gpu_unused_cost
     FROM alloc p JOIN unit u USING (hour, node)),
-pod_rows AS (  -- the split line items (bench/enrich.py PEER_SPLIT_SQL) read the ratios, unused costs and factors
+pod_rows AS (  -- the split line items (enrich_peer_split.sql) read the ratios, unused costs and factors
     SELECT * EXCLUDE (cpu_cap, mem_cap, gpu_cap, w_cpu, w_mem, w_gpu, unit),
            cpu_ratio * cpu_cap * w_cpu * unit AS cpu_cost, mem_ratio * mem_cap * w_mem * unit AS memory_cost,
            gpu_ratio * gpu_cap * w_gpu * unit AS gpu_cost,

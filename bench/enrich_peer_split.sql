@@ -1,6 +1,6 @@
--- bench/enrich.py's peer, second output: the day's pod rows (table "day", from enrich_peer.sql) as AWS Split Cost
--- Allocation Data line items, one vCPU and one memory item per pod row, as podledger's split_line_items writes them.
--- {{name}} placeholders are filled by bench/enrich.py.
+-- bench/enrich.py's peer, second output: the day's pod rows (the Parquet file enrich_peer.sql wrote) as AWS
+-- Split Cost Allocation Data line items, one vCPU and one memory item per pod row, as podledger's split_line_items
+-- writes them. The braced names are filled by bench/enrich.py.
 SELECT hour AS line_item_usage_start_date, hour + INTERVAL 1 HOUR AS line_item_usage_end_date,
        'EKSPod-EC2' AS line_item_operation,
        'arn:aws:eks:' || region || ':' || account || ':pod/' || {cluster} || '/' || namespace || '/' || pod || '/'
@@ -20,6 +20,5 @@ SELECT hour AS line_item_usage_start_date, hour + INTERVAL 1 HOUR AS line_item_u
        split_line_item_split_cost * public_on_demand_factor AS split_line_item_public_on_demand_split_cost,
        split_line_item_unused_cost * public_on_demand_factor AS split_line_item_public_on_demand_unused_cost,
        r.kind AS resource
-FROM day CROSS JOIN (VALUES ('cpu', 'vCPU-Hours', 1), ('memory', 'GB-Hours', 2)) r(kind, unit, part)
+FROM read_parquet({rows}) CROSS JOIN (VALUES ('cpu', 'vCPU-Hours'), ('memory', 'GB-Hours')) r(kind, unit)
 WHERE NOT starts_with(namespace, '__')
-ORDER BY r.part
