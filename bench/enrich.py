@@ -19,7 +19,9 @@ under the same name every day) and its CUR 2.0 export (manifest + Parquet). Then
   both, so a peer writing only the rows did less work); without podledger's checks (reconciliation, the
   independent bill check) or its reconciliation file.
 
-Runs are interleaved (podledger, peer, podledger, peer, ...) so a noisy neighbour hits both alike.
+Runs are interleaved (podledger, peer, rows-only peer, podledger, ...) so a noisy neighbour hits all alike; the
+rows-only peer (the peer as it was before 2026-12-05) is printed beside the others, so the figures recorded before
+stay comparable.
 """
 
 from __future__ import annotations
@@ -325,7 +327,7 @@ def run_peer(root: Path, days: int, rows_only: bool = False) -> dict:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")  # no output order is promised: let every thread write
-    out = root / "out-peer"
+    out = root / ("out-peer-rows" if rows_only else "out-peer")
     out.mkdir(exist_ok=True)
     cur = sorted(str(p) for p in (root / "billing").rglob("*.parquet"))
     region_prefix = ("CASE region " + " ".join(f"WHEN '{r}' THEN '{p}'" for r, p in REGION_PREFIXES.items())
@@ -418,7 +420,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=".podledger/bench-enrich")
     parser.add_argument("--names", choices=["short", "kubernetes"], default="short",
                         help="pod names and UIDs: short (pod-17; the recorded figures) or as long as a cluster's")
-    parser.add_argument("--child", choices=["podledger", "peer"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["podledger", "peer", "peer-rows"], help=argparse.SUPPRESS)
     parser.add_argument("--day-peaks", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -426,7 +428,7 @@ def main() -> None:
     if args.child:
         started = time.perf_counter()
         result = (run_podledger(root, args.days[0], args.day_peaks) if args.child == "podledger"
-                  else run_peer(root, args.days[0], args.rows_only))
+                  else run_peer(root, args.days[0], args.rows_only or args.child == "peer-rows"))
         wall = time.perf_counter() - started
         result.update(wall=wall, peak_rss_mib=max(result.get("day_peaks_mib") or
                                                   [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))
@@ -439,17 +441,20 @@ def main() -> None:
     billed_per_day = float(_nodes(args.nodes)["cost"].sum()) * 24
     one_day_peak = None
     for days in args.days:
-        runs: dict[str, list[dict]] = {"podledger": [], "peer": []}
+        runs: dict[str, list[dict]] = {"podledger": [], "peer": [], "peer-rows": []}
         for _ in range(args.repeat):
-            for kind in ("podledger", "peer"):
+            for kind in runs:
                 runs[kind].append(child(kind, root, days))
         ours, peer = runs["podledger"], runs["peer"]
         wall = statistics.median(r["wall"] for r in ours)
         peer_wall = statistics.median(r["wall"] for r in peer)
+        rows_wall = statistics.median(r["wall"] for r in runs["peer-rows"])
         print(f"{days:3d} day(s): podledger {wall:6.1f}s ({wall / days:5.2f}s/day, peak RSS "
               f"{max(r['peak_rss_mib'] for r in ours):,.0f} MiB, {ours[0]['rows']:,} rows) | DuckDB peer {peer_wall:6.1f}s "
               f"({peer_wall / days:5.2f}s/day, peak RSS {max(r['peak_rss_mib'] for r in peer):,.0f} MiB) | "
               f"peer/podledger {peer_wall / wall:.2f}x")
+        print(f"          the peer writing only the rows (as before 2026-12-05): {rows_wall:6.1f}s "
+              f"({rows_wall / days:5.2f}s/day), peer/podledger {rows_wall / wall:.2f}x")
         billed = billed_per_day * days
         if days == 1:
             print(f"          {compare_outputs(root)}")
