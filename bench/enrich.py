@@ -36,6 +36,10 @@ import sys
 import time
 from pathlib import Path
 
+# podledger first, as in the DAGs and the CLI: it sets polars' allocator (podledger/__init__.py)
+import podledger  # noqa: F401
+
+# isort: split
 import polars as pl
 
 GIB = 2**30
