@@ -68,13 +68,11 @@ def in_key_order(frame: pl.DataFrame, keys: list[str], *, strict: bool = False) 
     """
     if frame.height < 2:
         return True
-    after = None
-    for key in reversed(keys):
+    *first, last = keys
+    after = pl.col(last) > pl.col(last).shift(1) if strict else pl.col(last) >= pl.col(last).shift(1)
+    for key in reversed(first):
         now, before = pl.col(key), pl.col(key).shift(1)
-        if after is None:
-            after = now > before if strict else now >= before
-        else:
-            after = (now > before) | ((now == before) & after)
+        after = (now > before) | ((now == before) & after)
     return frame.select(after.slice(1).all(ignore_nulls=False)).item() is True
 
 
