@@ -4,7 +4,6 @@ which pods ran (and how long) in each hour."""
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 import polars as pl
 
@@ -99,24 +98,15 @@ def group_in_order(frame: pl.DataFrame, keys: list[str], *aggs: pl.Expr) -> pl.D
             .agg(*(pl.col(k).first() for k in keys), *aggs).drop(RUN))
 
 
-def stack_for_grouping(parts: list[pl.DataFrame], keys: list[str],
-                       how: Literal["diagonal", "diagonal_relaxed"] = "diagonal") -> pl.DataFrame:
-    """Stack metric parts (``keys`` + their own value columns) for a group-by on ``keys``: parts whose key columns
-    are equal row by row go side by side (one row carries both metrics), the others below each other (a metric
-    a row does not carry is null there).
+def side_by_side(parts: list[pl.DataFrame], keys: list[str]) -> list[pl.DataFrame]:
+    """Metric parts (``keys`` + their own value columns), those whose key columns are equal row by row merged into
+    one frame (one row carries both metrics); the others stay apart.
 
     A group's sums, counts, maxima and first values are the same either way (the same values in the same order),
     but side by side there are half the rows to group. Metrics of the same series set (CPU and memory requests of
     the same containers; cAdvisor's CPU and memory usage; a pod's sent and received bytes) usually line up: the
     exporter writes every file's rows in key order.
     """
-    merged = side_by_side(parts, keys)
-    return merged[0] if len(merged) == 1 else pl.concat(merged, how=how)
-
-
-def side_by_side(parts: list[pl.DataFrame], keys: list[str]) -> list[pl.DataFrame]:
-    """``parts`` with those whose ``keys`` columns are equal row by row merged into one frame (see
-    :func:`stack_for_grouping`)."""
     merged: list[pl.DataFrame] = []
     for part in parts:
         values = [c for c in part.columns if c not in keys]

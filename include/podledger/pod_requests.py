@@ -13,10 +13,11 @@ from podledger.pod_frames import (
     PK,
     POD_KEY,
     get_frame,
+    group_in_order,
     keys_unique,
     ksm_resource,
     presence,
-    stack_for_grouping,
+    side_by_side,
 )
 
 
@@ -154,6 +155,21 @@ def pod_request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str
     request-seconds (``REQUEST_COLUMNS``: the sums and maxima of :func:`pod_effective_requests`, before the division
     by the pod's present seconds). None when no request was exported; not for files that carry per-row seconds
     (podledger 0.1: :func:`pod_requests` divides those per container)."""
+    sums = pod_request_sums(frames, accelerators)
+    if sums is None:
+        return None
+    pods = sums[0]
+    for other in sums[1:]:
+        pods = pods.join(other, on=PK, how="full", coalesce=True, nulls_equal=True, maintain_order="left_right")
+    return pods.select(*PK, *effective_requests(len(sums)))
+
+
+def pod_request_sums(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -> list[pl.DataFrame] | None:
+    """:func:`pod_request_seconds` in pieces, one per stack of request files whose rows line up (side by side): per
+    pod incarnation-hour, the stack's first node that is not "" (``request_node_<i>``) and the sums (app, sidecar)
+    or maxima (init) of the resource-kind columns it carries. Left-joined to the pods (each adds its own columns),
+    :func:`effective_requests` turns them into the effective request-seconds: the same as grouping every request
+    row at once, while a stack in key order (the files') is summed by runs of rows, without hashing its keys."""
     parts = [frame.select(*PK, "node", pl.col(value).cast(pl.Float64).alias(f"{resource}_app"))
              for frame, resource, _, value in _request_frames(frames, accelerators, init=False)]
     init = _request_seconds(frames, accelerators, init=True)
@@ -161,7 +177,24 @@ def pod_request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str
         parts.append(_by_resource_and_kind(init.rename({"request_seconds": "request"}), PK, kinds=("sidecar", "init")))
     if not parts:
         return None
-    return _effective(stack_for_grouping(parts, [*PK, "node"], how="diagonal_relaxed"), PK)
+    sums = [_partial(stack, PK).rename({"request_node": f"request_node_{i}", "_seen": f"_seen_{i}"})
+            for i, stack in enumerate(side_by_side(parts, [*PK, "node"]))]
+    carried = {c for piece in sums for c in piece.columns}
+    return [sums[0].with_columns(pl.lit(None, pl.Float64).alias(c) for c in SUM_COLUMNS if c not in carried),
+            *sums[1:]]
+
+
+def effective_requests(stacks: int) -> list[pl.Expr]:
+    """From the columns of :func:`pod_request_sums`' ``stacks`` pieces: ``request_node`` and the effective
+    request-seconds (``REQUEST_COLUMNS``); all null for a pod none of them names (no request exported)."""
+    named = pl.any_horizontal(pl.col(f"_seen_{i}") for i in range(stacks))
+    return [pl.coalesce(f"request_node_{i}" for i in range(stacks)).alias("request_node"),
+            *(pl.when(named).then(expr).alias(name) for name, expr in zip(REQUEST_COLUMNS, _effective_exprs(), strict=True))]
+
+
+def request_sum_columns(stacks: int) -> list[str]:
+    """The columns :func:`pod_request_sums`' pieces add (dropped once :func:`effective_requests` has read them)."""
+    return [*SUM_COLUMNS, *(f"{c}_{i}" for i in range(stacks) for c in ("request_node", "_seen"))]
 
 
 def pod_effective_requests(requests: pl.DataFrame) -> pl.DataFrame:
@@ -177,6 +210,7 @@ def pod_effective_requests(requests: pl.DataFrame) -> pl.DataFrame:
 
 RESOURCE_NAMES = ("cpu", "memory", "gpu")
 KINDS = ("app", "sidecar", "init")
+SUM_COLUMNS = [f"{r}_{k}" for r in RESOURCE_NAMES for k in KINDS]  # pod_request_sums' per-pod sums and maxima
 
 
 def _by_resource_and_kind(requests: pl.DataFrame, keys: list[str],
@@ -187,17 +221,30 @@ def _by_resource_and_kind(requests: pl.DataFrame, keys: list[str],
                                             for r in RESOURCE_NAMES for k in kinds))
 
 
-def _effective(wide: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Per pod, from (resource, kind) columns: plain sums and maxima (vectorised, no filter inside a group)."""
-    wide = wide.with_columns(pl.lit(None, pl.Float64).alias(f"{r}_{k}") for r in RESOURCE_NAMES for k in KINDS
-                             if f"{r}_{k}" not in wide.columns)
-    pods = wide.group_by(keys, maintain_order=True).agg(  # in first-seen order: the pods' order in the files
-        pl.col("node").filter(pl.col("node") != "").first().alias("request_node"),
-        *(pl.col(f"{r}_{k}").sum() for r in RESOURCE_NAMES for k in ("app", "sidecar")),
-        *(pl.col(f"{r}_init").max().fill_null(0.0) for r in RESOURCE_NAMES))
+def _partial(wide: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Per pod (first-seen order: the pods' order in the files), of the (resource, kind) columns ``wide`` carries:
+    the sums (app, sidecar) and maxima (init), and the first node that is not "" (``request_node``); ``_seen``
+    marks the pod as named by these rows (its node may be unknown)."""
+    columns = [c for c in wide.columns if c not in keys and c != "node"]
+    return group_in_order(wide, keys, pl.col("node").filter(pl.col("node") != "").first().alias("request_node"),
+                          *(pl.col(c).max() if c.endswith("_init") else pl.col(c).sum() for c in columns),
+                          pl.lit(True).alias("_seen"))
+
+
+def _effective_exprs() -> list[pl.Expr]:
+    """max(Σ app + Σ sidecar, max(init) + Σ sidecar) per resource, from :func:`_partial`'s columns (a column no
+    stack carries, or a pod a stack does not name, counts 0)."""
+    def value(column: str) -> pl.Expr:
+        return pl.col(column).fill_null(0.0)
 
     def effective(r: str) -> pl.Expr:
-        return pl.max_horizontal(pl.col(f"{r}_app") + pl.col(f"{r}_sidecar"), pl.col(f"{r}_init") + pl.col(f"{r}_sidecar"))
+        return pl.max_horizontal(value(f"{r}_app") + value(f"{r}_sidecar"), value(f"{r}_init") + value(f"{r}_sidecar"))
 
-    return pods.select(*keys, "request_node", effective("cpu").alias("cpu_request_cores"),
-                       effective("memory").alias("memory_request_bytes"), effective("gpu").alias("gpu_request"))
+    return [effective("cpu"), effective("memory"), effective("gpu")]
+
+
+def _effective(wide: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Per pod, from (resource, kind) columns: plain sums and maxima (vectorised, no filter inside a group)."""
+    wide = wide.with_columns(pl.lit(None, pl.Float64).alias(c) for c in SUM_COLUMNS if c not in wide.columns)
+    pods = _partial(wide, keys).rename({"request_node": "request_node_0", "_seen": "_seen_0"})
+    return pods.select(*keys, *effective_requests(1))

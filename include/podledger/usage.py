@@ -34,8 +34,10 @@ from podledger.pod_requests import (
     REQUEST_COLUMNS,
     carries_row_seconds,
     container_requests,
-    pod_request_seconds,
+    effective_requests,
+    pod_request_sums,
     pod_requests,
+    request_sum_columns,
 )
 
 RESOURCES = ("cpu", "memory", "gpu")
@@ -245,10 +247,13 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
         present = "present_seconds" if "present_seconds" in running.columns else None
         rows = PodRows(running.select(*PK, "running_seconds", *([present] if present else [])))
         ran = rows.frame.filter(pl.col("running_seconds") > 0)
-        request_seconds = (pod_request_seconds(frames, accelerators)
-                           if rows.lines_up and not carries_row_seconds(frames, accelerators) else None)
-        if request_seconds is not None:  # divided by the pod's present seconds below (one row per pod: its own)
-            rows.attach(request_seconds)
+        request_sums = (pod_request_sums(frames, accelerators)
+                        if rows.lines_up and not carries_row_seconds(frames, accelerators) else None)
+        if request_sums is not None:  # divided by the pod's present seconds below (one row per pod: its own)
+            for piece in request_sums:
+                rows.attach(piece)
+            rows.frame = rows.frame.with_columns(effective_requests(len(request_sums))).drop(
+                request_sum_columns(len(request_sums)))
         else:
             rows.attach(pod_requests(frames, accelerators))
         info_nodes, moved = placed.result()
@@ -268,7 +273,7 @@ def _pod_hours(frames: dict[str, pl.DataFrame], accelerators: tuple[str, ...]) -
         *(pl.lit(None, dtype).alias(c) for c, dtype in (
             *((c, pl.Float64) for c in missing), ("info_node", pl.String), ("controller_kind", pl.String),
             ("controller_name", pl.String), ("pod_labels", pl.String)) if c not in rows.frame.columns))
-    if request_seconds is not None:
+    if request_sums is not None:
         seconds = pl.col(present).fill_null(3600.0) if present else pl.lit(3600.0)
         pods = pods.with_columns(pl.col(c) / seconds for c in REQUEST_COLUMNS)
     if present:

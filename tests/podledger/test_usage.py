@@ -265,16 +265,16 @@ def test_pod_hours_do_not_depend_on_how_the_files_rows_line_up():
     """Metrics of the same series (CPU and memory requests, CPU and memory usage, sent and received bytes) are
     grouped side by side when their rows line up, as the exporter writes them; shuffled, each file on its own,
     they are grouped one below the other. Both give the same pod-hours (nothing merged across pods, nothing lost)."""
-    from podledger.pod_frames import stack_for_grouping
+    from podledger.pod_frames import side_by_side
     from podledger.usage import pod_hours
 
     frames = _cluster_frames()
     keys = ["namespace", "pod", "uid", "container", "node"]
     lined_up = [frames["cpu_requests"], frames["memory_requests"]]
-    assert stack_for_grouping(lined_up, keys).height == frames["cpu_requests"].height  # side by side
+    assert [f.height for f in side_by_side(lined_up, keys)] == [frames["cpu_requests"].height]  # side by side
     shuffled = {name: frame.sample(fraction=1.0, shuffle=True, seed=i) for i, (name, frame) in enumerate(frames.items())}
-    assert stack_for_grouping([shuffled["cpu_requests"], shuffled["memory_requests"]], keys).height == \
-        2 * frames["cpu_requests"].height  # one below the other
+    assert [f.height for f in side_by_side([shuffled["cpu_requests"], shuffled["memory_requests"]], keys)] == \
+        [frames["cpu_requests"].height] * 2  # apart
     order = ["namespace", "pod", "uid", "node"]
     ours, theirs = pod_hours(frames).sort(order), pod_hours(shuffled).sort(order)
     assert ours.height == theirs.height == 28 + 1  # 24 pods, 4 of them twice; one on two nodes
