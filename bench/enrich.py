@@ -73,8 +73,8 @@ def _nodes(nodes: int) -> pl.DataFrame:
 def _pods(nodes: pl.DataFrame, pods: int, day: int, names: str = "short") -> pl.DataFrame:
     """The day's pods. ``names="kubernetes"``: names as long as a cluster's (a Deployment's pod
     ``<workload>-<template hash>-<suffix>``, a 36-character UID), which no string column keeps inline (polars and
-    DuckDB both store strings of up to 12 bytes inside the row); "short" (``pod-17``, ``uid-17-0``): the figures
-    recorded in BENCHMARKS.md before 2026-12-05."""
+    DuckDB both store strings of up to 12 bytes inside the row); "short" (``pod-17``, ``uid-17-00``; ``uid-17-0`` before the
+    day had two digits, 2026-12-05 08:10 UTC): the default."""
     p = pl.int_range(pods, eager=True)
     node_index = p % nodes.height
     frame = pl.DataFrame({"p": p, "node": nodes["node"].gather(node_index), "gpu": nodes["gpu"].gather(node_index)})
@@ -87,7 +87,8 @@ def _pods(nodes: pl.DataFrame, pods: int, day: int, names: str = "short") -> pl.
         uid_b = pl.concat_str(digits.str.zfill(8), pl.lit(f"-{day:04d}-4a1e-9c3d-"), (pl.col("p") * 7919)
                               .cast(pl.String).str.zfill(12))
     else:
-        pod, uid, uid_b = "pod-" + digits, "uid-" + digits + f"-{day}", "uid-" + digits + f"-{day}b"
+        # the day in two digits: a UID's length does not change with the day (a cluster's UIDs are all 36 long)
+        pod, uid, uid_b = "pod-" + digits, "uid-" + digits + f"-{day:02d}", "uid-" + digits + f"-{day:02d}b"
     return frame.with_columns(
         ("ns-" + (pl.col("p") % 40).cast(pl.String)).alias("namespace"), pod.alias("pod"), uid.alias("uid"),
         uid_b.alias("uid_b"),
@@ -187,11 +188,12 @@ def build(root: Path, nodes: int, pods: int, days: int, names: str = "short") ->
     from podledger.metric_files import serialise
     from podledger.storage import FsspecStore
     kind = "" if names == "short" else f"{names}-"
-    # "sorted-": files in key order since 2026-12-05 (a directory marked "built-" by an older bench is rewritten)
-    done = root / f"sorted-{kind}{nodes}-{pods}-{days}"
-    if any(int(p.name.rsplit("-", 1)[1]) >= days for p in root.glob(f"sorted-{kind}{nodes}-{pods}-*")):
+    # "fixed-": files in key order and UIDs of one length, since 2026-12-05 (a directory marked "built-" or
+    # "sorted-" by an older bench is rewritten)
+    done = root / f"fixed-{kind}{nodes}-{pods}-{days}"
+    if any(int(p.name.rsplit("-", 1)[1]) >= days for p in root.glob(f"fixed-{kind}{nodes}-{pods}-*")):
         return
-    if [p for p in root.glob("sorted-*") if p.name.startswith("sorted-kubernetes-") != (names == "kubernetes")]:
+    if [p for p in root.glob("fixed-*") if p.name.startswith("fixed-kubernetes-") != (names == "kubernetes")]:
         raise SystemExit(f"{root} holds a cluster with the other kind of names: give another --workdir")
     store = FsspecStore("file", str(root / "metrics" / PREFIX))  # file:// stores keep the whole path as the bucket
     node_frame = _nodes(nodes)
