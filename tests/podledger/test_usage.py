@@ -405,3 +405,9 @@ def test_pod_hours_from_files_in_key_order_equal_those_from_shuffled_files():
                                                                         rel=1e-12), column
         else:
             assert ours[column].to_list() == theirs[column].to_list(), column
+    # a pod no request file names: its requests stay unknown (null), never a made-up 0, and cost no request-hours
+    unnamed = {name: (frame.filter(pl.col("pod") != "web-4") if "request" in name else frame)
+               for name, frame in frames.items()}
+    web4 = pod_hours(unnamed).filter(pl.col("pod") == "web-4")
+    assert web4.height == 1 and web4["cpu_request_cores"].is_null().all() and web4["request_node"].is_null().all()
+    assert web4["cpu_request_core_hours"].to_list() == [0.0]
