@@ -23,7 +23,7 @@ if "polars" not in sys.modules:
 # glibc's malloc (Python's bytes: every metric file read, every output written) starts by giving allocations over
 # 128 KiB their own mapping, returned to the kernel when freed; but the first such free raises that threshold to the
 # freed size (up to 32 MiB), so from then on the files' buffers come from heaps that keep what is freed: a long
-# enrichment then peaks ~40 MiB higher on each day after the first (BENCHMARKS.md, bench/enrich.py). A fixed
+# enrichment's later days then peak ~60 MiB higher, drifting up (BENCHMARKS.md, bench/enrich.py). A fixed
 # threshold (mallopt, the same as MALLOC_MMAP_THRESHOLD_=131072) keeps the first day's behaviour on every day. A
 # threshold of the caller's own (that variable, or GLIBC_TUNABLES) is left alone.
 MMAP_THRESHOLD = 128 * 1024
