@@ -70,20 +70,20 @@ def _request_seconds(frames: dict[str, pl.DataFrame], accelerators: tuple[str, .
                        if "present_seconds" in frame.columns else pl.lit(None, pl.Float64))
         # One row per container-hour, but a container whose node label changed (pending, then scheduled) has
         # several: only those are grouped (grouping 400,000 rows on five keys costs 4x the duplicate check).
-        repeated = (None if keys_unique(frame, [*PK, "container"])
-                    else frame.select(pl.struct(*PK, "container").is_duplicated()).to_series())
-        if repeated is None or not repeated.any():
-            repeated = None
+        duplicated = (None if keys_unique(frame, [*PK, "container"])
+                      else frame.select(pl.struct(*PK, "container").is_duplicated()).to_series())
+        repeated = duplicated if duplicated is not None and duplicated.any() else None
         single = (frame if repeated is None else frame.filter(~repeated)).select(
             *PK, "container", "node", pl.col(value).alias("request_seconds"),
             pl.col("present_seconds" if "present_seconds" in frame.columns else value).cast(pl.Float64).alias("row_seconds"))
         if "present_seconds" not in frame.columns:
             single = single.with_columns(pl.lit(None, pl.Float64).alias("row_seconds"))
-        grouped = (frame.head(0) if repeated is None else frame.filter(repeated)).group_by(*PK, "container").agg(
-            pl.col("node").sort_by(pl.col("node") == "").first(), pl.col(value).sum().alias("request_seconds"),
-            row_seconds.cast(pl.Float64).alias("row_seconds"))
-        parts.append(pl.concat([single, grouped.select(single.columns)], how="vertical_relaxed").with_columns(
-            pl.lit(resource).alias("resource"), pl.lit(is_init).alias("init")))
+        if repeated is not None:
+            grouped = frame.filter(repeated).group_by(*PK, "container").agg(
+                pl.col("node").sort_by(pl.col("node") == "").first(), pl.col(value).sum().alias("request_seconds"),
+                row_seconds.cast(pl.Float64).alias("row_seconds"))
+            single = pl.concat([single, grouped.select(single.columns)], how="vertical_relaxed")
+        parts.append(single.with_columns(pl.lit(resource).alias("resource"), pl.lit(is_init).alias("init")))
     if not parts:
         return None
     requests = pl.concat(parts, how="vertical_relaxed")
